@@ -1,0 +1,62 @@
+/* The agent's event loop: one thread, epoll over fds, one timerfd for a heap of timers, one signalfd,
+ * and deferred callbacks that run after the current batch of events.
+ *
+ * Objects embed the loop structures and get them back with container_of() in the callback. A callback may
+ * remove or free any watched object, including ones whose events are still pending in the same batch. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+
+#include "../util/err.h"
+#include "../util/list.h"
+
+struct loop;
+
+struct loop_io {
+    int fd;
+    uint32_t events; /* EPOLLIN | EPOLLOUT | ... as registered */
+    void (*cb)(struct loop_io *io, uint32_t revents);
+};
+
+struct loop_timer {
+    uint64_t when_ns; /* CLOCK_MONOTONIC deadline */
+    size_t idx;       /* position in the heap, SIZE_MAX when not armed */
+    void (*cb)(struct loop_timer *t);
+};
+
+struct loop_defer {
+    struct list link;
+    void (*cb)(struct loop_defer *d);
+};
+
+typedef void (*loop_signal_cb)(const struct signalfd_siginfo *si, void *data);
+
+struct loop *loop_new(ka_err *e);
+void loop_free(struct loop *l);
+/* Run until loop_stop(); returns 0, or -1 with e set on an epoll failure. */
+int loop_run(struct loop *l, ka_err *e);
+void loop_stop(struct loop *l);
+uint64_t loop_now_ns(void);
+
+int loop_io_add(struct loop *l, struct loop_io *io, ka_err *e);
+int loop_io_mod(struct loop *l, struct loop_io *io, uint32_t events);
+void loop_io_del(struct loop *l, struct loop_io *io);
+
+void loop_timer_init(struct loop_timer *t, void (*cb)(struct loop_timer *t));
+void loop_timer_start(struct loop *l, struct loop_timer *t, uint64_t delay_ns);
+void loop_timer_stop(struct loop *l, struct loop_timer *t);
+static inline bool loop_timer_armed(const struct loop_timer *t)
+{
+    return t->idx != SIZE_MAX;
+}
+
+void loop_defer_init(struct loop_defer *d, void (*cb)(struct loop_defer *d));
+/* Queue d to run once after the current batch of events (no-op if already queued). */
+void loop_defer(struct loop *l, struct loop_defer *d);
+void loop_defer_cancel(struct loop_defer *d);
+
+/* Block signo and deliver it through the loop's signalfd. One handler per signal. */
+int loop_signal(struct loop *l, int signo, loop_signal_cb cb, void *data, ka_err *e);
