@@ -1,5 +1,4 @@
 /* Event loop implementation: epoll, a timer min-heap behind one timerfd, a signalfd, a defer queue. */
-#define _GNU_SOURCE
 #include "loop.h"
 
 #include <errno.h>
@@ -314,25 +313,32 @@ void loop_stop(struct loop *l)
     l->running = false;
 }
 
+int loop_run_once(struct loop *l, int timeout_ms, ka_err *e)
+{
+    if (!list_empty(&l->defers))
+        timeout_ms = 0;
+    int n = epoll_wait(l->epfd, l->events, MAX_EVENTS, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR)
+            return 0;
+        return ka_fail_errno(e, errno, "epoll_wait");
+    }
+    l->n_events = n;
+    for (l->cur_event = 0; l->cur_event < n; l->cur_event++) {
+        struct loop_io *io = l->events[l->cur_event].data.ptr;
+        if (io)
+            io->cb(io, l->events[l->cur_event].events);
+    }
+    l->n_events = l->cur_event = 0;
+    run_defers(l);
+    return n;
+}
+
 int loop_run(struct loop *l, ka_err *e)
 {
     l->running = true;
-    while (l->running) {
-        int timeout = list_empty(&l->defers) ? -1 : 0;
-        int n = epoll_wait(l->epfd, l->events, MAX_EVENTS, timeout);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return ka_fail_errno(e, errno, "epoll_wait");
-        }
-        l->n_events = n;
-        for (l->cur_event = 0; l->cur_event < n; l->cur_event++) {
-            struct loop_io *io = l->events[l->cur_event].data.ptr;
-            if (io)
-                io->cb(io, l->events[l->cur_event].events);
-        }
-        l->n_events = l->cur_event = 0;
-        run_defers(l);
-    }
+    while (l->running)
+        if (loop_run_once(l, -1, e) < 0)
+            return -1;
     return 0;
 }

@@ -39,6 +39,9 @@ void loop_free(struct loop *l);
 /* Run until loop_stop(); returns 0, or -1 with e set on an epoll failure. */
 int loop_run(struct loop *l, ka_err *e);
 void loop_stop(struct loop *l);
+/* One round: wait up to timeout_ms (-1 = forever) for events, dispatch them and the defers.
+ * Returns the number of fd events, or -1 with e set. */
+int loop_run_once(struct loop *l, int timeout_ms, ka_err *e);
 uint64_t loop_now_ns(void);
 
 int loop_io_add(struct loop *l, struct loop_io *io, ka_err *e);

@@ -1,8 +1,8 @@
 /* Address parsing, listening sockets and client dialing for vsock, unix, serial and hybrid vsock. */
-#define _GNU_SOURCE
 #include "addr.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/vm_sockets.h>

@@ -1,5 +1,4 @@
 /* Blocking ttrpc client used by kata-agent-ctl, the benchmarks and the tests. */
-#define _GNU_SOURCE
 #include "client.h"
 
 #include <errno.h>

@@ -1,5 +1,4 @@
 /* ttrpc server: accept, read frames, dispatch requests, write replies in completion order. */
-#define _GNU_SOURCE
 #include "server.h"
 
 #include <errno.h>

@@ -32,6 +32,7 @@ struct ttrpc_service {
     size_t n_methods;
     /* Optional gate run before the handler; returns false after answering the call itself. */
     bool (*admit)(struct ttrpc_call *call);
+    void *ctx; /* for the handlers (the agent) */
 };
 
 struct ttrpc_call {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages kata-agent needs to build, test, fuzz and benchmark (idempotent).
+set -euo pipefail
+
+PKGS=(
+  # build
+  meson ninja-build pkg-config gcc clang clang-format protobuf-c-compiler libprotobuf-c-dev
+  libjson-c-dev libseccomp-dev libcap-dev libmnl-dev
+  # sanitizers and fuzzing (libFuzzer and the ASan/UBSan runtimes of Debian's clang)
+  libclang-rt-14-dev
+  # integration tests
+  python3 python3-pytest python3-protobuf protobuf-compiler libprotobuf-dev iproute2 util-linux
+  busybox-static
+  # Go ttrpc interop client and the benchmark's Go peer (containerd ttrpc 1.1.1, offline GOPATH build)
+  golang-go golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev gogottrpc
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,26 @@
+/* The agent's top-level state: configuration, event loop, ttrpc server and the sandbox-wide queues. */
+#pragma once
+#include <stdbool.h>
+
+#include "../loop/loop.h"
+#include "../runtime/oom_queue.h"
+#include "../ttrpc/server.h"
+#include "config.h"
+
+struct listeners;
+
+struct agent {
+    struct agent_config cfg;
+    struct loop *loop;
+    struct ttrpc_server *srv;
+    struct listeners *listeners;
+    bool init_mode;         /* running as PID 1 */
+    const char *sysfs_root; /* "/sys"; tests point it at a fake tree (--sysfs-root) */
+    struct oom_queue oom;   /* OOM events waiting for GetOOMEvent */
+    struct list oom_waiters; /* GetOOMEvent calls waiting for an event */
+    int exit_status;
+};
+
+int agent_main(int argc, char **argv);
+/* Stop serving: answer what is queued, then leave the event loop. */
+void agent_shutdown(struct agent *a);

@@ -1,0 +1,210 @@
+/* Agent startup: command-line flags, configuration, logging, signals, listeners, and the event loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "listen.h"
+#include "../rpc/rpc.h"
+#include "../util/cleanup.h"
+#include "../util/log.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: kata-agent [options]\n"
+               "  -c, --config FILE       TOML configuration (replaces agent.* kernel options)\n"
+               "      --server-addr ADDR  vsock://-1:1024 (default), unix:///path, unix://@name, serial:///dev/...\n"
+               "      --log-level LEVEL   trace, debug, info, warn, error or critical\n"
+               "      --cmdline FILE      read kernel options from FILE instead of /proc/cmdline (tests)\n"
+               "      --sysfs-root DIR    read and write sysfs under DIR instead of /sys (tests)\n"
+               "  -v, --version           print the version and exit\n"
+               "  -h, --help              this text\n");
+}
+
+static char *read_small_file(const char *path, ka_err *e)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        ka_fail_errno(e, errno, "open %s", path);
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while (mem && (n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (len + n > 1024 * 1024) { /* a kernel command line is a few KiB */
+            fclose(f);
+            fclose(mem);
+            free(buf);
+            ka_fail(e, KA_INVALID_ARGUMENT, "%s is too large", path);
+            return NULL;
+        }
+        fwrite(chunk, 1, n, mem);
+    }
+    fclose(f);
+    if (!mem) {
+        ka_fail_errno(e, ENOMEM, "read %s", path);
+        return NULL;
+    }
+    fclose(mem);
+    return buf;
+}
+
+static void on_sigchld(const struct signalfd_siginfo *si, void *data)
+{
+    (void)si;
+    (void)data;
+    /* Reap everything: orphans reparented to us (PID 1 or subreaper) must not linger as zombies. */
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG | __WALL);
+        if (pid <= 0)
+            break;
+        log_debug("signals", "reaped pid %d (status 0x%x)", pid, status);
+    }
+}
+
+static void on_sigterm(const struct signalfd_siginfo *si, void *data)
+{
+    struct agent *a = data;
+    log_info("signals", "received signal %u, shutting down", si->ssi_signo);
+    agent_shutdown(a);
+}
+
+static void drained(void *arg)
+{
+    struct agent *a = arg;
+    loop_stop(a->loop);
+}
+
+void agent_shutdown(struct agent *a)
+{
+    ttrpc_server_drain(a->srv, drained, a);
+}
+
+static void announce(const struct agent *a)
+{
+    struct ka_logrec r;
+    if (!ka_log_begin(&r, KA_LOG_INFO, "root", "announce"))
+        return;
+    ka_log_str(&r, "agent-version", KA_VERSION);
+    ka_log_str(&r, "api-version", KA_API_VERSION);
+    ka_log_int(&r, "init-mode", a->init_mode);
+    cleanup_free char *cfg = config_to_json(&a->cfg);
+    ka_log_str(&r, "config", cfg ? cfg : "");
+    ka_log_end(&r);
+}
+
+static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
+{
+    if (config_load(&a->cfg, src, e) < 0)
+        return -1;
+    ka_log_level = a->cfg.log_level;
+    announce(a);
+
+    if (!a->init_mode && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+        return ka_fail_errno(e, errno, "PR_SET_CHILD_SUBREAPER");
+    signal(SIGPIPE, SIG_IGN);
+
+    a->loop = loop_new(e);
+    if (!a->loop)
+        return -1;
+    if (loop_signal(a->loop, SIGCHLD, on_sigchld, a, e) < 0)
+        return -1;
+    if (!a->init_mode) { /* as PID 1 the agent ends only with DestroySandbox */
+        if (loop_signal(a->loop, SIGTERM, on_sigterm, a, e) < 0 || loop_signal(a->loop, SIGINT, on_sigterm, a, e) < 0)
+            return -1;
+    }
+    a->srv = ttrpc_server_new(a->loop, e);
+    if (!a->srv || rpc_register(a, e) < 0)
+        return -1;
+    a->listeners = listeners_start(a->srv, a->cfg.server_addr, e);
+    if (!a->listeners)
+        return -1;
+    return 0;
+}
+
+int agent_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},  {"version", no_argument, NULL, 'v'},
+        {"server-addr", required_argument, NULL, 'a'}, {"log-level", required_argument, NULL, 'l'},
+        {"cmdline", required_argument, NULL, 'k'}, {"sysfs-root", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    struct config_sources src = {.use_env = true};
+    const char *cmdline_path = "/proc/cmdline";
+    struct agent a = {.sysfs_root = "/sys"};
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            src.config_file = optarg;
+            break;
+        case 'v':
+            printf("kata-agent version %s (api version: %s, commit version: %s, type: c)\n", KA_VERSION,
+                   KA_API_VERSION, KA_VERSION);
+            return 0;
+        case 'a':
+            src.flag_server_addr = optarg;
+            break;
+        case 'l':
+            src.flag_log_level = optarg;
+            break;
+        case 'k':
+            cmdline_path = optarg;
+            break;
+        case 's':
+            a.sysfs_root = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kata-agent: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    ka_log_set_version(KA_VERSION);
+    a.init_mode = getpid() == 1;
+    config_init(&a.cfg);
+    oom_queue_init(&a.oom);
+
+    ka_err e;
+    ka_err_clear(&e);
+    cleanup_free char *cmdline = read_small_file(cmdline_path, &e);
+    if (!cmdline && strcmp(cmdline_path, "/proc/cmdline") != 0) {
+        log_error("root", "%s", e.msg); /* a test's explicit file must exist */
+        return 1;
+    }
+    src.cmdline = cmdline;
+
+    int rc = 0;
+    if (setup(&a, &src, &e) < 0 || loop_run(a.loop, &e) < 0) {
+        log_error("root", "%s", e.msg);
+        rc = 1;
+    }
+    ttrpc_server_free(a.srv);
+    listeners_free(a.listeners);
+    loop_free(a.loop);
+    oom_queue_free(&a.oom);
+    config_free(&a.cfg);
+    if (rc == 0)
+        fprintf(stderr, "kata-agent shutdown complete\n");
+    return rc;
+}
