@@ -182,7 +182,6 @@ int agent_main(int argc, char **argv)
 
     ka_log_set_version(KA_VERSION);
     a.init_mode = getpid() == 1;
-    config_init(&a.cfg);
     oom_queue_init(&a.oom);
 
     ka_err e;
