@@ -1,6 +1,7 @@
 /* Health.Check round-trip benchmark over a unix socket: sequential latency, and C connections with P
  * calls in flight each (one thread per connection), reporting median/p99 latency and throughput.
  *   bench_rpc -s SOCK [-n SEQ_CALLS] [-c CONNS] [-p IN_FLIGHT] [-N CONC_CALLS] [--label NAME]
+ *   bench_rpc --floor [-n CALLS]     (raw echo round trip: the kernel's share of every call)
  * Prints one "key=value" line per mode for bench/rpc/run.sh to collect. */
 #include <errno.h>
 #include <getopt.h>
@@ -8,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "health.pb-c.h"
 #include "ttrpc/addr.h"
@@ -69,12 +73,16 @@ static void *run_worker(void *arg)
         while (issued < w->calls && issued - done < (size_t)w->in_flight) {
             uint32_t sid;
             uint64_t t = now_ns();
-            if (ttrpc_client_send(&c, "grpc.Health", "Check", &req.base, 0, &sid, &e) < 0) {
+            if (ttrpc_client_queue(&c, "grpc.Health", "Check", &req.base, 0, &sid, &e) < 0) {
                 w->failed = 1;
                 goto out;
             }
             sent[sid / 2] = t;
             issued++;
+        }
+        if (ttrpc_client_flush(&c, &e) < 0) { /* the refilled window leaves in one write */
+            w->failed = 1;
+            goto out;
         }
         struct ttrpc_result res;
         if (ttrpc_client_recv(&c, &res, 10000, &e) < 0 || res.code != 0) {
@@ -99,12 +107,48 @@ static void report(const char *label, const char *mode, uint64_t *lat, size_t n,
     fflush(stdout);
 }
 
+/* The machine's floor: the same-sized request/reply bytes bounced by a trivial blocking echo process over a
+ * unix socket pair, i.e. the kernel round trip any server pays before doing any work. */
+static int floor_run(size_t n)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        char b[256];
+        close(sv[0]);
+        for (;;) {
+            ssize_t r = read(sv[1], b, sizeof(b));
+            if (r <= 0 || write(sv[1], b, 16) != 16) /* a Health.Check reply frame is 16 bytes */
+                _exit(0);
+        }
+    }
+    close(sv[1]);
+    uint64_t *lat = calloc(n, sizeof(uint64_t));
+    char req[40] = {0}, rep[64];
+    uint64_t t0 = now_ns();
+    for (size_t i = 0; i < n; i++) {
+        uint64_t t = now_ns();
+        if (write(sv[0], req, sizeof(req)) != (ssize_t)sizeof(req) || read(sv[0], rep, sizeof(rep)) <= 0)
+            return -1;
+        lat[i] = now_ns() - t;
+    }
+    report("echo-floor", "sequential", lat, n, now_ns() - t0);
+    close(sv[0]);
+    waitpid(pid, NULL, 0);
+    free(lat);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *sock = NULL, *label = "server";
     size_t seq = 20000, conc = 200000;
     int conns = 8, in_flight = 16;
-    static const struct option opts[] = {{"label", required_argument, NULL, 'L'}, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"label", required_argument, NULL, 'L'}, {"floor", no_argument, NULL, 'F'}, {NULL, 0, NULL, 0}};
+    bool floor_only = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "s:n:c:p:N:", opts, NULL)) != -1) {
         switch (opt) {
@@ -126,10 +170,15 @@ int main(int argc, char **argv)
         case 'L':
             label = optarg;
             break;
+        case 'F':
+            floor_only = true;
+            break;
         default:
             return 2;
         }
     }
+    if (floor_only)
+        return floor_run(seq) < 0 ? 1 : 0;
     if (!sock || conns < 1 || in_flight < 1 || seq < 100 || conc < 100) {
         fprintf(stderr, "usage: bench_rpc -s SOCK [-n SEQ] [-c CONNS] [-p IN_FLIGHT] [-N CONC] [--label L]\n");
         return 2;

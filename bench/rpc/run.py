@@ -83,9 +83,13 @@ def main():
         wait_sock(agent_sock, agent)
         wait_sock(go_sock, gosrv)
         results = {"kata-agent": [], "go-ttrpc": []}
+        floors = []
         for _ in range(args.rounds):  # interleaved, so both see the same machine noise
             results["kata-agent"].append(bench(agent_sock, "kata-agent", args.seq, args.conc))
             results["go-ttrpc"].append(bench(go_sock, "go-ttrpc", args.seq, args.conc))
+            out = subprocess.run([os.path.join(BUILD, "bench/bench_rpc"), "--floor", "-n", str(args.seq)],
+                                 check=True, capture_output=True, text=True).stdout
+            floors.append(float(dict(i.split("=", 1) for i in out.split())["median_us"]))
 
         def med(name, mode, key):
             return statistics.median(r[mode][key] for r in results[name])
@@ -103,6 +107,12 @@ def main():
             thr = med("kata-agent", mode, "throughput_rps") / med("go-ttrpc", mode, "throughput_rps")
             print(f"ratio {mode}: median latency kata/go = {lat:.2f} (target <= 0.33), "
                   f"throughput kata/go = {thr:.2f}x (target >= 3)")
+
+        floor = statistics.median(floors)
+        k, g = med("kata-agent", "sequential", "median_us"), med("go-ttrpc", "sequential", "median_us")
+        print(f"echo floor (blocking read/write pair, no server work): median {floor:.1f} us; time above it per "
+              f"sequential call: kata-agent {k - floor:.1f} us, go-ttrpc {g - floor:.1f} us "
+              f"(ratio {(k - floor) / max(g - floor, 0.01):.2f})")
 
         # RSS across 100k requests (after a warm-up), sampled every 25k
         bench(agent_sock, "warmup", 1000, 1000, conns=1, in_flight=1)

@@ -2,7 +2,7 @@
 #include "client.h"
 
 #include <errno.h>
-#include <poll.h>
+#include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +15,7 @@ void ttrpc_client_init(struct ttrpc_client *c, int fd)
     memset(c, 0, sizeof(*c));
     c->fd = fd;
     c->next_stream = 1;
+    c->recv_timeout_ms = -1;
 }
 
 void ttrpc_client_close(struct ttrpc_client *c)
@@ -23,6 +24,7 @@ void ttrpc_client_close(struct ttrpc_client *c)
         close(c->fd);
     c->fd = -1;
     ttrpc_reader_free(&c->rd);
+    kbuf_free(&c->out);
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -42,8 +44,8 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-int ttrpc_client_send(struct ttrpc_client *c, const char *service, const char *method, const ProtobufCMessage *req,
-                      int64_t timeout_ns, uint32_t *stream, ka_err *e)
+int ttrpc_client_queue(struct ttrpc_client *c, const char *service, const char *method,
+                       const ProtobufCMessage *req, int64_t timeout_ns, uint32_t *stream, ka_err *e)
 {
     size_t plen = protobuf_c_message_get_packed_size(req);
     uint8_t *payload = malloc(plen ? plen : 1);
@@ -57,25 +59,51 @@ int ttrpc_client_send(struct ttrpc_client *c, const char *service, const char *m
     rq.payload.len = plen;
     rq.timeout_nano = timeout_ns;
     size_t len = ttrpc__request__get_packed_size(&rq);
-    if (len > TTRPC_MAX_DATA) {
-        free(payload);
-        return ka_fail(e, KA_RESOURCE_EXHAUSTED, "request of %zu bytes exceeds the 4 MiB frame limit", len);
-    }
-    uint8_t *frame = malloc(TTRPC_HDR_LEN + len);
+    uint8_t *frame = len <= TTRPC_MAX_DATA ? kbuf_reserve(&c->out, TTRPC_HDR_LEN + len) : NULL;
     if (!frame) {
         free(payload);
+        if (len > TTRPC_MAX_DATA)
+            return ka_fail(e, KA_RESOURCE_EXHAUSTED, "request of %zu bytes exceeds the 4 MiB frame limit", len);
         return ka_fail_errno(e, ENOMEM, "request");
     }
     struct ttrpc_hdr h = {.len = (uint32_t)len, .stream = c->next_stream, .type = TTRPC_REQUEST};
     ttrpc_hdr_encode(frame, &h);
     ttrpc__request__pack(&rq, frame + TTRPC_HDR_LEN);
+    c->out.len += TTRPC_HDR_LEN + len;
     free(payload);
-    int r = write_all(c->fd, frame, TTRPC_HDR_LEN + len);
-    free(frame);
-    if (r < 0)
-        return ka_fail_errno(e, errno, "send %s.%s", service, method);
     *stream = c->next_stream;
     c->next_stream += 2;
+    return 0;
+}
+
+int ttrpc_client_flush(struct ttrpc_client *c, ka_err *e)
+{
+    int r = write_all(c->fd, c->out.data + c->out.off, kbuf_avail(&c->out));
+    kbuf_consume(&c->out, kbuf_avail(&c->out));
+    return r < 0 ? ka_fail_errno(e, errno, "send") : 0;
+}
+
+int ttrpc_client_send(struct ttrpc_client *c, const char *service, const char *method, const ProtobufCMessage *req,
+                      int64_t timeout_ns, uint32_t *stream, ka_err *e)
+{
+    if (ttrpc_client_queue(c, service, method, req, timeout_ns, stream, e) < 0)
+        return -1;
+    return ttrpc_client_flush(c, e);
+}
+
+/* Receive timeouts use SO_RCVTIMEO (changed only when the caller's timeout changes). */
+static int set_recv_timeout(struct ttrpc_client *c, int timeout_ms)
+{
+    if (timeout_ms == c->recv_timeout_ms)
+        return 0;
+    struct timeval tv = {0};
+    if (timeout_ms > 0) {
+        tv.tv_sec = timeout_ms / 1000;
+        tv.tv_usec = (timeout_ms % 1000) * 1000;
+    }
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 && errno != ENOTSOCK)
+        return -1;
+    c->recv_timeout_ms = timeout_ms;
     return 0;
 }
 
@@ -110,23 +138,18 @@ int ttrpc_client_recv(struct ttrpc_client *c, struct ttrpc_result *res, int time
             ttrpc__response__free_unpacked(r, NULL);
             return 0;
         }
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        int pr = poll(&p, 1, timeout_ms);
-        if (pr == 0)
-            return ka_fail(e, KA_DEADLINE_EXCEEDED, "no reply within %d ms", timeout_ms);
-        if (pr < 0) {
-            if (errno == EINTR)
-                continue;
-            return ka_fail_errno(e, errno, "poll");
-        }
+        if (set_recv_timeout(c, timeout_ms) < 0)
+            return ka_fail_errno(e, errno, "set receive timeout");
         size_t avail;
         uint8_t *buf = ttrpc_reader_space(&c->rd, 64 * 1024, &avail);
         if (!buf)
             return ka_fail_errno(e, ENOMEM, "receive");
-        ssize_t n = read(c->fd, buf, avail);
+        ssize_t n = read(c->fd, buf, avail); /* blocking: one syscall per reply, no poll first */
         if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN)
+            if (errno == EINTR)
                 continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return ka_fail(e, KA_DEADLINE_EXCEEDED, "no reply within %d ms", timeout_ms);
             return ka_fail_errno(e, errno, "receive");
         }
         if (n == 0)

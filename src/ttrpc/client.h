@@ -9,7 +9,9 @@
 struct ttrpc_client {
     int fd;
     uint32_t next_stream;
+    int recv_timeout_ms; /* SO_RCVTIMEO in force, -1 = none */
     struct ttrpc_reader rd;
+    struct kbuf out; /* queued requests not yet sent */
 };
 
 struct ttrpc_result {
@@ -25,7 +27,12 @@ void ttrpc_client_close(struct ttrpc_client *c);
 /* Send one request; its stream id is returned in *stream. timeout_ns 0 = none. */
 int ttrpc_client_send(struct ttrpc_client *c, const char *service, const char *method, const ProtobufCMessage *req,
                       int64_t timeout_ns, uint32_t *stream, ka_err *e);
-/* Receive the next response frame (any stream). timeout_ms < 0 waits forever. */
+/* Queue a request without sending it (several requests then leave in one write); flush sends them. */
+int ttrpc_client_queue(struct ttrpc_client *c, const char *service, const char *method,
+                       const ProtobufCMessage *req, int64_t timeout_ns, uint32_t *stream, ka_err *e);
+int ttrpc_client_flush(struct ttrpc_client *c, ka_err *e);
+/* Receive the next response frame (any stream). timeout_ms <= 0 waits forever (serial
+ * devices, which have no receive timeout, always wait). */
 int ttrpc_client_recv(struct ttrpc_client *c, struct ttrpc_result *res, int timeout_ms, ka_err *e);
 void ttrpc_result_free(struct ttrpc_result *res);
 /* Send and wait for that call's reply (other replies are dropped). On an error status, returns -1 with
