@@ -180,7 +180,8 @@ int main(int argc, char **argv)
     if (floor_only)
         return floor_run(seq) < 0 ? 1 : 0;
     if (!sock || conns < 1 || in_flight < 1 || seq < 100 || conc < 100) {
-        fprintf(stderr, "usage: bench_rpc -s SOCK [-n SEQ] [-c CONNS] [-p IN_FLIGHT] [-N CONC] [--label L]\n");
+        fprintf(stderr,
+                "usage: bench_rpc -s SOCK [-n SEQ] [-c CONNS] [-p IN_FLIGHT] [-N CONC] [--label L]\n");
         return 2;
     }
 
@@ -200,7 +201,8 @@ int main(int argc, char **argv)
     uint64_t *all = calloc(per * (size_t)conns, sizeof(uint64_t));
     t0 = now_ns();
     for (int i = 0; i < conns; i++) {
-        ws[i] = (struct worker){.sock = sock, .in_flight = in_flight, .calls = per, .lat = all + per * (size_t)i};
+        ws[i] =
+            (struct worker){.sock = sock, .in_flight = in_flight, .calls = per, .lat = all + per * (size_t)i};
         pthread_create(&th[i], NULL, run_worker, &ws[i]);
     }
     int failed = 0;

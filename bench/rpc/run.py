@@ -4,7 +4,7 @@ containerd/ttrpc 1.1.1) serving the same Health service. Prints median/p99 laten
 with the ratios, kata-agent's stripped binary size, and its RSS across 100k requests.
 
 Targets (issue #2): median latency <= 1/3 of Go's, throughput >= 3x Go's, RSS <= 2 MiB and flat.
-Usage: bench/rpc/run.py [--rounds 3] [--seq 20000] [--conc 200000]"""
+Usage: bench/rpc/run.py [--rounds 5] [--seq 20000] [--conc 200000]"""
 import argparse
 import os
 import signal
@@ -66,7 +66,7 @@ def bench(sock, label, seq, conc, conns=8, in_flight=16):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seq", type=int, default=20000)
     ap.add_argument("--conc", type=int, default=200000)
     args = ap.parse_args()

@@ -14,9 +14,9 @@ struct agent {
     struct loop *loop;
     struct ttrpc_server *srv;
     struct listeners *listeners;
-    bool init_mode;         /* running as PID 1 */
-    const char *sysfs_root; /* "/sys"; tests point it at a fake tree (--sysfs-root) */
-    struct oom_queue oom;   /* OOM events waiting for GetOOMEvent */
+    bool init_mode;          /* running as PID 1 */
+    const char *sysfs_root;  /* "/sys"; tests point it at a fake tree (--sysfs-root) */
+    struct oom_queue oom;    /* OOM events waiting for GetOOMEvent */
     struct list oom_waiters; /* GetOOMEvent calls waiting for an event */
     int exit_status;
 };

@@ -12,54 +12,13 @@
 #include <unistd.h>
 
 #include "../util/cleanup.h"
+#include "agent.pb-c.h"
 #include "../util/log.h"
 #include "../util/toml.h"
 
 #define LEVELS_WANTED   "want one of trace, debug, info, warn, error, critical"
 #define BOOL_WANTED     "want true, false or an integer"
 #define CONFIG_FILE_MAX (1024 * 1024)
-
-/* Request message names of the AgentService methods (agent.proto), plus PullImageRequest, which the upstream
- * sample configuration lists although this proto has no such method. */
-static const char *const known_requests[] = {
-    "AddARPNeighborsRequest",
-    "AddSwapRequest",
-    "CloseStdinRequest",
-    "CopyFileRequest",
-    "CreateContainerRequest",
-    "CreateSandboxRequest",
-    "DestroySandboxRequest",
-    "ExecProcessRequest",
-    "GetIPTablesRequest",
-    "GetMetricsRequest",
-    "GetOOMEventRequest",
-    "GuestDetailsRequest",
-    "ListInterfacesRequest",
-    "ListRoutesRequest",
-    "MemHotplugByProbeRequest",
-    "OnlineCPUMemRequest",
-    "PauseContainerRequest",
-    "ReadStreamRequest",
-    "RemoveContainerRequest",
-    "RemoveStaleVirtiofsShareMountsRequest",
-    "ReseedRandomDevRequest",
-    "ResizeVolumeRequest",
-    "ResumeContainerRequest",
-    "SetGuestDateTimeRequest",
-    "SetIPTablesRequest",
-    "SignalProcessRequest",
-    "StartContainerRequest",
-    "StatsContainerRequest",
-    "TtyWinResizeRequest",
-    "UpdateContainerRequest",
-    "UpdateEphemeralMountsRequest",
-    "UpdateInterfaceRequest",
-    "UpdateRoutesRequest",
-    "VolumeStatsRequest",
-    "WaitProcessRequest",
-    "WriteStreamRequest",
-    "PullImageRequest",
-};
 
 /* Options of later upstream agents (confidential containers): accepted and ignored. */
 static const char *const ignored_options[] = {
@@ -484,12 +443,15 @@ static bool is_identifier(const char *s)
     return true;
 }
 
+/* A request message name of an AgentService method (from the generated service descriptor), or
+ * PullImageRequest, which the upstream sample configuration lists although this proto has no such method. */
 static bool is_known_request(const char *name)
 {
-    for (size_t i = 0; i < ARRAY_SIZE(known_requests); i++)
-        if (strcmp(known_requests[i], name) == 0)
+    const ProtobufCServiceDescriptor *svc = &grpc__agent_service__descriptor;
+    for (unsigned i = 0; i < svc->n_methods; i++)
+        if (strcmp(svc->methods[i].input->short_name, name) == 0)
             return true;
-    return false;
+    return strcmp(name, "PullImageRequest") == 0;
 }
 
 static void free_allowed(struct agent_config *cfg)

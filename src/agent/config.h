@@ -16,21 +16,21 @@
 
 #include "../util/err.h"
 
-#define KA_DEFAULT_SERVER_ADDR "vsock://-1:1024"
+#define KA_DEFAULT_SERVER_ADDR        "vsock://-1:1024"
 #define KA_DEFAULT_HOTPLUG_TIMEOUT_MS 3000
 
 struct agent_config {
-    int log_level;              /* enum ka_log_level, default info */
-    char *server_addr;          /* malloc'd; default KA_DEFAULT_SERVER_ADDR */
-    bool debug_console;         /* agent.debug_console */
+    int log_level;               /* enum ka_log_level, default info */
+    char *server_addr;           /* malloc'd; default KA_DEFAULT_SERVER_ADDR */
+    bool debug_console;          /* agent.debug_console */
     int32_t debug_console_vport; /* 0 = serial console */
-    int32_t log_vport;          /* 0 = stdout */
-    bool dev_mode;              /* agent.devmode */
+    int32_t log_vport;           /* 0 = stdout */
+    bool dev_mode;               /* agent.devmode */
     uint64_t hotplug_timeout_ms; /* agent.hotplug_timeout (seconds on the cmdline) */
     int64_t container_pipe_size; /* 0 = kernel default */
     bool unified_cgroup_hierarchy;
-    bool tracing; /* agent.trace */
-    char *config_file; /* malloc'd path of the TOML file used, NULL if none */
+    bool tracing;           /* agent.trace */
+    char *config_file;      /* malloc'd path of the TOML file used, NULL if none */
     bool allowlist_enabled; /* true when a config file is used */
     char **allowed;         /* request message names, e.g. "CreateContainerRequest" */
     size_t n_allowed;
@@ -38,8 +38,8 @@ struct agent_config {
 
 /* Where configuration comes from; NULL members mean "not given". */
 struct config_sources {
-    const char *cmdline;         /* contents of the kernel command line (/proc/cmdline) */
-    const char *config_file;     /* --config FILE */
+    const char *cmdline;          /* contents of the kernel command line (/proc/cmdline) */
+    const char *config_file;      /* --config FILE */
     const char *flag_server_addr; /* --server-addr */
     const char *flag_log_level;   /* --log-level */
     bool use_env;                 /* read KATA_AGENT_* (true for the agent; tests may turn it off) */

@@ -17,14 +17,16 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: kata-agent [options]\n"
-               "  -c, --config FILE       TOML configuration (replaces agent.* kernel options)\n"
-               "      --server-addr ADDR  vsock://-1:1024 (default), unix:///path, unix://@name, serial:///dev/...\n"
-               "      --log-level LEVEL   trace, debug, info, warn, error or critical\n"
-               "      --cmdline FILE      read kernel options from FILE instead of /proc/cmdline (tests)\n"
-               "      --sysfs-root DIR    read and write sysfs under DIR instead of /sys (tests)\n"
-               "  -v, --version           print the version and exit\n"
-               "  -h, --help              this text\n");
+    fprintf(
+        f,
+        "Usage: kata-agent [options]\n"
+        "  -c, --config FILE       TOML configuration (replaces agent.* kernel options)\n"
+        "      --server-addr ADDR  vsock://-1:1024 (default), unix:///path, unix://@name, serial:///dev/...\n"
+        "      --log-level LEVEL   trace, debug, info, warn, error or critical\n"
+        "      --cmdline FILE      read kernel options from FILE instead of /proc/cmdline (tests)\n"
+        "      --sysfs-root DIR    read and write sysfs under DIR instead of /sys (tests)\n"
+        "  -v, --version           print the version and exit\n"
+        "  -h, --help              this text\n");
 }
 
 static char *read_small_file(const char *path, ka_err *e)
@@ -120,7 +122,8 @@ static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
     if (loop_signal(a->loop, SIGCHLD, on_sigchld, a, e) < 0)
         return -1;
     if (!a->init_mode) { /* as PID 1 the agent ends only with DestroySandbox */
-        if (loop_signal(a->loop, SIGTERM, on_sigterm, a, e) < 0 || loop_signal(a->loop, SIGINT, on_sigterm, a, e) < 0)
+        if (loop_signal(a->loop, SIGTERM, on_sigterm, a, e) < 0 ||
+            loop_signal(a->loop, SIGINT, on_sigterm, a, e) < 0)
             return -1;
     }
     a->srv = ttrpc_server_new(a->loop, e);
@@ -135,10 +138,14 @@ static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
 int agent_main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},  {"version", no_argument, NULL, 'v'},
-        {"server-addr", required_argument, NULL, 'a'}, {"log-level", required_argument, NULL, 'l'},
-        {"cmdline", required_argument, NULL, 'k'}, {"sysfs-root", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"version", no_argument, NULL, 'v'},
+        {"server-addr", required_argument, NULL, 'a'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"cmdline", required_argument, NULL, 'k'},
+        {"sysfs-root", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct config_sources src = {.use_env = true};
     const char *cmdline_path = "/proc/cmdline";

@@ -57,8 +57,8 @@ int ka_addr_parse(const char *s, struct ka_addr *a, ka_err *e)
     if (strncmp(s, "hvsock://", 9) == 0) {
         a->kind = KA_ADDR_HVSOCK;
         if (split_port(s + 9, a->path, sizeof(a->path), &a->port) < 0 || !a->path[0])
-            return ka_fail(e, KA_INVALID_ARGUMENT, "invalid hybrid vsock address %s: want hvsock://<path>:<port>",
-                           s);
+            return ka_fail(e, KA_INVALID_ARGUMENT,
+                           "invalid hybrid vsock address %s: want hvsock://<path>:<port>", s);
         return 0;
     }
     const char *rest;
@@ -114,8 +114,8 @@ int ka_addr_listen(const struct ka_addr *a, ka_err *e)
         if (fd < 0)
             return ka_fail_errno(e, errno, "unix socket");
         if (bind(fd, (struct sockaddr *)&sun, len) < 0)
-            return ka_fail_errno(e, errno, "bind unix socket %s%s", a->kind == KA_ADDR_UNIX_ABSTRACT ? "@" : "",
-                                 a->path);
+            return ka_fail_errno(e, errno, "bind unix socket %s%s",
+                                 a->kind == KA_ADDR_UNIX_ABSTRACT ? "@" : "", a->path);
     } else {
         return ka_fail(e, KA_INVALID_ARGUMENT, "cannot listen on this kind of address");
     }
@@ -202,8 +202,8 @@ int ka_addr_dial(const struct ka_addr *a, int timeout_ms, ka_err *e)
             if (read_line(fd, line, sizeof(line), timeout_ms) < 0)
                 return ka_fail_errno(e, errno, "hybrid vsock handshake reply from %s", a->path);
             if (!strstr(line, "OK"))
-                return ka_fail(e, KA_UNAVAILABLE, "hybrid vsock handshake to %s port %u refused: '%s'", a->path,
-                               a->port, line);
+                return ka_fail(e, KA_UNAVAILABLE, "hybrid vsock handshake to %s port %u refused: '%s'",
+                               a->path, a->port, line);
         }
         break;
     }

@@ -19,8 +19,8 @@ enum ka_addr_kind {
 
 struct ka_addr {
     enum ka_addr_kind kind;
-    uint32_t cid;  /* vsock; VMADDR_CID_ANY for -1 */
-    uint32_t port; /* vsock, hvsock */
+    uint32_t cid;                                           /* vsock; VMADDR_CID_ANY for -1 */
+    uint32_t port;                                          /* vsock, hvsock */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* unix (no '@'), serial, hvsock */
 };
 

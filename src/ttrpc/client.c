@@ -63,7 +63,8 @@ int ttrpc_client_queue(struct ttrpc_client *c, const char *service, const char *
     if (!frame) {
         free(payload);
         if (len > TTRPC_MAX_DATA)
-            return ka_fail(e, KA_RESOURCE_EXHAUSTED, "request of %zu bytes exceeds the 4 MiB frame limit", len);
+            return ka_fail(e, KA_RESOURCE_EXHAUSTED, "request of %zu bytes exceeds the 4 MiB frame limit",
+                           len);
         return ka_fail_errno(e, ENOMEM, "request");
     }
     struct ttrpc_hdr h = {.len = (uint32_t)len, .stream = c->next_stream, .type = TTRPC_REQUEST};
@@ -83,8 +84,8 @@ int ttrpc_client_flush(struct ttrpc_client *c, ka_err *e)
     return r < 0 ? ka_fail_errno(e, errno, "send") : 0;
 }
 
-int ttrpc_client_send(struct ttrpc_client *c, const char *service, const char *method, const ProtobufCMessage *req,
-                      int64_t timeout_ns, uint32_t *stream, ka_err *e)
+int ttrpc_client_send(struct ttrpc_client *c, const char *service, const char *method,
+                      const ProtobufCMessage *req, int64_t timeout_ns, uint32_t *stream, ka_err *e)
 {
     if (ttrpc_client_queue(c, service, method, req, timeout_ns, stream, e) < 0)
         return -1;
@@ -166,9 +167,9 @@ void ttrpc_result_free(struct ttrpc_result *res)
     res->payload = NULL;
 }
 
-int ttrpc_client_call(struct ttrpc_client *c, const char *service, const char *method, const ProtobufCMessage *req,
-                      const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **resp, int64_t timeout_ns,
-                      ka_err *e)
+int ttrpc_client_call(struct ttrpc_client *c, const char *service, const char *method,
+                      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *out_desc,
+                      ProtobufCMessage **resp, int64_t timeout_ns, ka_err *e)
 {
     uint32_t stream;
     *resp = NULL;
@@ -188,7 +189,8 @@ int ttrpc_client_call(struct ttrpc_client *c, const char *service, const char *m
             ttrpc_result_free(&res);
             return -1;
         }
-        *resp = protobuf_c_message_unpack(out_desc, NULL, res.payload_len, res.payload ? res.payload : (uint8_t *)"");
+        *resp = protobuf_c_message_unpack(out_desc, NULL, res.payload_len,
+                                          res.payload ? res.payload : (uint8_t *)"");
         ttrpc_result_free(&res);
         if (!*resp)
             return ka_fail(e, KA_INTERNAL, "undecodable %s reply", out_desc->name);

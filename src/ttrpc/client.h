@@ -16,8 +16,8 @@ struct ttrpc_client {
 
 struct ttrpc_result {
     uint32_t stream;
-    int code;        /* status code, KA_OK on success */
-    char *message;   /* malloc'd status message, NULL on success */
+    int code;         /* status code, KA_OK on success */
+    char *message;    /* malloc'd status message, NULL on success */
     uint8_t *payload; /* malloc'd reply bytes */
     size_t payload_len;
 };
@@ -25,8 +25,8 @@ struct ttrpc_result {
 void ttrpc_client_init(struct ttrpc_client *c, int fd);
 void ttrpc_client_close(struct ttrpc_client *c);
 /* Send one request; its stream id is returned in *stream. timeout_ns 0 = none. */
-int ttrpc_client_send(struct ttrpc_client *c, const char *service, const char *method, const ProtobufCMessage *req,
-                      int64_t timeout_ns, uint32_t *stream, ka_err *e);
+int ttrpc_client_send(struct ttrpc_client *c, const char *service, const char *method,
+                      const ProtobufCMessage *req, int64_t timeout_ns, uint32_t *stream, ka_err *e);
 /* Queue a request without sending it (several requests then leave in one write); flush sends them. */
 int ttrpc_client_queue(struct ttrpc_client *c, const char *service, const char *method,
                        const ProtobufCMessage *req, int64_t timeout_ns, uint32_t *stream, ka_err *e);
@@ -37,6 +37,6 @@ int ttrpc_client_recv(struct ttrpc_client *c, struct ttrpc_result *res, int time
 void ttrpc_result_free(struct ttrpc_result *res);
 /* Send and wait for that call's reply (other replies are dropped). On an error status, returns -1 with
  * e->status set to the code and e->msg to the message. *resp is unpacked with out_desc. */
-int ttrpc_client_call(struct ttrpc_client *c, const char *service, const char *method, const ProtobufCMessage *req,
-                      const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **resp, int64_t timeout_ns,
-                      ka_err *e);
+int ttrpc_client_call(struct ttrpc_client *c, const char *service, const char *method,
+                      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *out_desc,
+                      ProtobufCMessage **resp, int64_t timeout_ns, ka_err *e);

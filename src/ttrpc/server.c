@@ -338,9 +338,8 @@ static void conn_flush(struct loop_defer *d)
 {
     struct ttrpc_conn *c = container_of(d, struct ttrpc_conn, flush);
     while (kbuf_avail(&c->out)) {
-        ssize_t n = c->is_socket
-                        ? send(c->io.fd, c->out.data + c->out.off, kbuf_avail(&c->out), MSG_NOSIGNAL)
-                        : write(c->io.fd, c->out.data + c->out.off, kbuf_avail(&c->out));
+        ssize_t n = c->is_socket ? send(c->io.fd, c->out.data + c->out.off, kbuf_avail(&c->out), MSG_NOSIGNAL)
+                                 : write(c->io.fd, c->out.data + c->out.off, kbuf_avail(&c->out));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -523,8 +522,7 @@ static void on_accept(struct loop_io *io, uint32_t revents)
 static void drain_check(struct loop_defer *d)
 {
     struct ttrpc_server *s = container_of(d, struct ttrpc_server, drain_check);
-    list_for_each(pos, &s->conns)
-    {
+    list_for_each (pos, &s->conns) {
         struct ttrpc_conn *c = container_of(pos, struct ttrpc_conn, link);
         if (kbuf_avail(&c->out))
             return;

@@ -30,6 +30,6 @@ static inline void ka_closep(int *fd)
         _tmp;                                                                                                \
     })
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#define UNLIKELY(x)   __builtin_expect(!!(x), 0)
+#define UNLIKELY(x)                     __builtin_expect(!!(x), 0)

@@ -16,8 +16,8 @@ static const struct {
     const char *name;
     int level;
 } level_names[] = {
-    {"trace", KA_LOG_TRACE}, {"debug", KA_LOG_DEBUG},       {"info", KA_LOG_INFO},
-    {"warn", KA_LOG_WARN},   {"warning", KA_LOG_WARN},      {"error", KA_LOG_ERROR},
+    {"trace", KA_LOG_TRACE},       {"debug", KA_LOG_DEBUG},    {"info", KA_LOG_INFO},
+    {"warn", KA_LOG_WARN},         {"warning", KA_LOG_WARN},   {"error", KA_LOG_ERROR},
     {"critical", KA_LOG_CRITICAL}, {"fatal", KA_LOG_CRITICAL}, {"panic", KA_LOG_CRITICAL},
 };
 /* Upstream (slog) short level names as they appear in the "level" key. */

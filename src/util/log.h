@@ -1,4 +1,5 @@
-/* Logging: JSON lines with the upstream kata-agent keys (msg, level, ts, name, source, pid, subsystem, ...). */
+/* Logging: JSON lines with the upstream kata-agent keys (msg, level, ts, name, source, pid, subsystem, ...).
+ */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

@@ -105,12 +105,15 @@ def test_vsock_listener(tmp_path):
     try:
         time.sleep(0.5)
         if p.poll() is None:
-            # listening: it is bound to CID ANY, port 10240
-            with open("/proc/net/vsock" if os.path.exists("/proc/net/vsock") else "/dev/null") as f:
-                f.read()
-            out = b""
+            # listening on CID ANY, port 10240: the port is taken
+            probe = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+            with pytest.raises(OSError) as e:
+                probe.bind((socket.VMADDR_CID_ANY, 10240))
+            probe.close()
+            assert e.value.errno == 98  # EADDRINUSE
             p.terminate()
             out = p.communicate(timeout=5)[0].decode()
+            assert p.returncode == 0
             assert "listening on vsock://-1:10240" in out
         else:
             out = p.communicate()[0].decode()
@@ -143,3 +146,55 @@ def test_existing_socket_file_is_not_replaced(tmp_path):
                        text=True, timeout=10)
     s.close()
     assert p.returncode != 0 and "Address already in use" in p.stdout
+
+
+def test_ctl_dials_hybrid_vsock(agent, tmp_path):
+    """kata-agent-ctl's hvsock:// dialing against a stand-in VMM socket that answers the CONNECT handshake
+    as Firecracker/Cloud Hypervisor do and then splices bytes to the agent (a refused port gets no OK)."""
+    import threading
+    vmm = str(tmp_path / "vmm.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(vmm)
+    srv.listen(4)
+    seen = []
+
+    def splice(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        finally:
+            b.close()
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            line = b""
+            while not line.endswith(b"\n"):
+                line += conn.recv(1)
+            seen.append(line)
+            if line != b"CONNECT 1024\n":
+                conn.sendall(b"ERROR no such port\n")
+                conn.close()
+                continue
+            up = socket.socket(socket.AF_UNIX)
+            up.connect(agent.sock)
+            conn.sendall(b"OK 1073741824\n")
+            threading.Thread(target=splice, args=(conn, up), daemon=True).start()
+            threading.Thread(target=splice, args=(up, conn), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        assert '"SERVING"' in ctl("health", addr=f"hvsock://{vmm}:1024").stdout
+        p = ctl("health", addr=f"hvsock://{vmm}:2048", check=False)
+        assert p.returncode == 1 and "refused" in p.stderr
+        assert seen == [b"CONNECT 1024\n", b"CONNECT 2048\n"]
+    finally:
+        srv.close()

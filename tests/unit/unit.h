@@ -1,5 +1,6 @@
 /* Minimal unit-test harness printing TAP (meson runs these with protocol 'tap').
- * Usage: CHECK(cond), CHECK_STR(a, b), CHECK_INT(a, b) inside TEST(name) functions; main() = RUN(t1, t2...). */
+ * Usage: CHECK(cond), CHECK_STR(a, b), CHECK_INT(a, b) inside TEST(name) functions; main() = RUN(t1, t2...).
+ */
 #pragma once
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@ static int unit_test_failed;
 #define CHECK(cond)                                                                                          \
     do {                                                                                                     \
         if (!(cond)) {                                                                                       \
-            printf("# %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);                               \
+            printf("# %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);                                \
             unit_test_failed = 1;                                                                            \
         }                                                                                                    \
     } while (0)
@@ -20,7 +21,7 @@ static int unit_test_failed;
     do {                                                                                                     \
         const char *_a = (a), *_b = (b);                                                                     \
         if (!_a || !_b || strcmp(_a, _b) != 0) {                                                             \
-            printf("# %s:%d: '%s' != '%s'\n", __FILE__, __LINE__, _a ? _a : "(null)", _b ? _b : "(null)");  \
+            printf("# %s:%d: '%s' != '%s'\n", __FILE__, __LINE__, _a ? _a : "(null)", _b ? _b : "(null)");   \
             unit_test_failed = 1;                                                                            \
         }                                                                                                    \
     } while (0)
@@ -29,7 +30,7 @@ static int unit_test_failed;
     do {                                                                                                     \
         long long _a = (long long)(a), _b = (long long)(b);                                                  \
         if (_a != _b) {                                                                                      \
-            printf("# %s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, _a, _b);                 \
+            printf("# %s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, _a, _b);                  \
             unit_test_failed = 1;                                                                            \
         }                                                                                                    \
     } while (0)

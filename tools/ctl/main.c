@@ -29,19 +29,18 @@ static const ProtobufCServiceDescriptor *const services[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: kata-agent-ctl [-a ADDR] [-t SECONDS] [--compact] COMMAND [ARGS]\n"
-            "Commands:\n"
-            "  health                       grpc.Health/Check\n"
-            "  version                      grpc.Health/Version\n"
-            "  guest-details                grpc.AgentService/GetGuestDetails\n"
-            "  call [SERVICE.]METHOD [JSON] any method, the request given as proto3 JSON (default {})\n"
-            "  methods                      list every method with its request and reply types\n"
-            "Options:\n"
-            "  -a, --addr ADDR     vsock://CID:PORT, unix:///path, unix://@name, serial:///dev/...,\n"
-            "                      hvsock:///path/to/vmm.sock:PORT (default: $KATA_AGENT_ADDR)\n"
-            "  -t, --timeout SECS  per-call timeout sent as timeout_nano (default 30, 0 = none)\n"
-            "      --compact       one-line JSON output\n");
+    fprintf(f, "Usage: kata-agent-ctl [-a ADDR] [-t SECONDS] [--compact] COMMAND [ARGS]\n"
+               "Commands:\n"
+               "  health                       grpc.Health/Check\n"
+               "  version                      grpc.Health/Version\n"
+               "  guest-details                grpc.AgentService/GetGuestDetails\n"
+               "  call [SERVICE.]METHOD [JSON] any method, the request given as proto3 JSON (default {})\n"
+               "  methods                      list every method with its request and reply types\n"
+               "Options:\n"
+               "  -a, --addr ADDR     vsock://CID:PORT, unix:///path, unix://@name, serial:///dev/...,\n"
+               "                      hvsock:///path/to/vmm.sock:PORT (default: $KATA_AGENT_ADDR)\n"
+               "  -t, --timeout SECS  per-call timeout sent as timeout_nano (default 30, 0 = none)\n"
+               "      --compact       one-line JSON output\n");
 }
 
 /* "grpc.AgentService.CreateContainer", "AgentService.CreateContainer" or "CreateContainer". */
@@ -182,7 +181,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "version") == 0)
         return call(&ctl, "grpc.Health.Version", "{}");
     if (strcmp(cmd, "guest-details") == 0)
-        return call(&ctl, "grpc.AgentService.GetGuestDetails", "{\"memBlockSize\":true,\"memHotplugProbe\":true}");
+        return call(&ctl, "grpc.AgentService.GetGuestDetails",
+                    "{\"memBlockSize\":true,\"memHotplugProbe\":true}");
     if (strcmp(cmd, "call") == 0) {
         if (optind >= argc || argc - optind > 2) {
             fprintf(stderr, "kata-agent-ctl: usage: call [SERVICE.]METHOD ['<json>']\n");

@@ -11,7 +11,8 @@
 
 /* Build a message from JSON text; NULL with e set. Free with protobuf_c_message_free_unpacked(m, NULL). */
 ProtobufCMessage *pbjson_parse(const ProtobufCMessageDescriptor *desc, const char *json, ka_err *e);
-ProtobufCMessage *pbjson_from_object(const ProtobufCMessageDescriptor *desc, struct json_object *obj, ka_err *e);
+ProtobufCMessage *pbjson_from_object(const ProtobufCMessageDescriptor *desc, struct json_object *obj,
+                                     ka_err *e);
 /* JSON object for a message (fields with default values are omitted, as proto3 JSON does). */
 struct json_object *pbjson_to_object(const ProtobufCMessage *msg);
 /* Text (pretty when pretty != 0). malloc'd. */
