@@ -60,20 +60,6 @@ static char *read_small_file(const char *path, ka_err *e)
     return buf;
 }
 
-static void on_sigchld(const struct signalfd_siginfo *si, void *data)
-{
-    (void)si;
-    (void)data;
-    /* Reap everything: orphans reparented to us (PID 1 or subreaper) must not linger as zombies. */
-    for (;;) {
-        int status;
-        pid_t pid = waitpid(-1, &status, WNOHANG | __WALL);
-        if (pid <= 0)
-            break;
-        log_debug("signals", "reaped pid %d (status 0x%x)", pid, status);
-    }
-}
-
 static void on_sigterm(const struct signalfd_siginfo *si, void *data)
 {
     struct agent *a = data;
@@ -119,7 +105,7 @@ static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
     a->loop = loop_new(e);
     if (!a->loop)
         return -1;
-    if (loop_signal(a->loop, SIGCHLD, on_sigchld, a, e) < 0)
+    if (loop_children_init(a->loop, e) < 0)
         return -1;
     if (!a->init_mode) { /* as PID 1 the agent ends only with DestroySandbox */
         if (loop_signal(a->loop, SIGTERM, on_sigterm, a, e) < 0 ||

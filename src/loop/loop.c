@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@ struct loop {
     } signals[65];
 
     struct list defers;
+    struct list children;
 };
 
 uint64_t loop_now_ns(void)
@@ -192,6 +194,52 @@ int loop_signal(struct loop *l, int signo, loop_signal_cb cb, void *data, ka_err
     return 0;
 }
 
+/* ---- children ---- */
+
+static void on_sigchld(const struct signalfd_siginfo *si, void *data)
+{
+    (void)si;
+    struct loop *l = data;
+    for (;;) {
+        /* peek first, so a watched child is reaped exactly once, here, with its status */
+        siginfo_t info = {0};
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 || info.si_pid == 0)
+            break;
+        pid_t pid = info.si_pid;
+        int status = 0;
+        if (waitpid(pid, &status, __WALL) < 0)
+            continue;
+        struct loop_child *found = NULL;
+        list_for_each(pos, &l->children)
+        {
+            struct loop_child *c = container_of(pos, struct loop_child, link);
+            if (c->pid == pid) {
+                found = c;
+                break;
+            }
+        }
+        if (found) {
+            list_del(&found->link);
+            found->exited(found, status);
+        }
+    }
+}
+
+int loop_children_init(struct loop *l, ka_err *e)
+{
+    return loop_signal(l, SIGCHLD, on_sigchld, l, e);
+}
+
+void loop_child_watch(struct loop *l, struct loop_child *c)
+{
+    list_add_tail(&l->children, &c->link);
+}
+
+void loop_child_unwatch(struct loop_child *c)
+{
+    list_del(&c->link);
+}
+
 /* ---- fds ---- */
 
 int loop_io_add(struct loop *l, struct loop_io *io, ka_err *e)
@@ -269,6 +317,7 @@ struct loop *loop_new(ka_err *e)
         return NULL;
     }
     list_init(&l->defers);
+    list_init(&l->children);
     sigemptyset(&l->sigmask);
     l->signal_io.fd = -1;
     l->timer_io.fd = -1;

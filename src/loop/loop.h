@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/types.h>
 
 #include "../util/err.h"
 #include "../util/list.h"
@@ -30,6 +31,15 @@ struct loop_timer {
 struct loop_defer {
     struct list link;
     void (*cb)(struct loop_defer *d);
+};
+
+/* A child process whose exit the loop reports. The loop owns SIGCHLD: it reaps every child, reporting
+ * watched ones through exited() (with the wait status) and discarding the rest (orphans it inherited as PID 1
+ * or subreaper, intermediate processes). */
+struct loop_child {
+    pid_t pid;
+    struct list link;
+    void (*exited)(struct loop_child *c, int status);
 };
 
 typedef void (*loop_signal_cb)(const struct signalfd_siginfo *si, void *data);
@@ -60,6 +70,13 @@ void loop_defer_init(struct loop_defer *d, void (*cb)(struct loop_defer *d));
 /* Queue d to run once after the current batch of events (no-op if already queued). */
 void loop_defer(struct loop *l, struct loop_defer *d);
 void loop_defer_cancel(struct loop_defer *d);
+
+/* Take over SIGCHLD and start reaping (call once). */
+int loop_children_init(struct loop *l, ka_err *e);
+/* Report c->pid's exit to c->exited. Watch a child before anything can reap it: right after fork/clone,
+ * before returning to the loop. */
+void loop_child_watch(struct loop *l, struct loop_child *c);
+void loop_child_unwatch(struct loop_child *c);
 
 /* Block signo and deliver it through the loop's signalfd. One handler per signal. */
 int loop_signal(struct loop *l, int signo, loop_signal_cb cb, void *data, ka_err *e);
