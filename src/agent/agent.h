@@ -4,6 +4,7 @@
 
 #include "../loop/loop.h"
 #include "../runtime/oom_queue.h"
+#include "../runtime/sandbox.h"
 #include "../ttrpc/server.h"
 #include "config.h"
 
@@ -14,8 +15,10 @@ struct agent {
     struct loop *loop;
     struct ttrpc_server *srv;
     struct listeners *listeners;
-    bool init_mode;          /* running as PID 1 */
-    const char *sysfs_root;  /* "/sys"; tests point it at a fake tree (--sysfs-root) */
+    bool init_mode;         /* running as PID 1 */
+    const char *sysfs_root; /* "/sys"; tests point it at a fake tree (--sysfs-root) */
+    struct sandbox sb;      /* the sandbox and its containers */
+    bool sb_ready;
     struct oom_queue oom;    /* OOM events waiting for GetOOMEvent */
     struct list oom_waiters; /* GetOOMEvent calls waiting for an event */
     int exit_status;

@@ -60,11 +60,46 @@ static char *read_small_file(const char *path, ka_err *e)
     return buf;
 }
 
+static void destroyed(void *arg, const ka_err *err)
+{
+    struct agent *a = arg;
+    if (err)
+        log_warn("sandbox", "%s", err->msg);
+    agent_shutdown(a);
+}
+
 static void on_sigterm(const struct signalfd_siginfo *si, void *data)
 {
     struct agent *a = data;
+    ka_err e;
     log_info("signals", "received signal %u, shutting down", si->ssi_signo);
-    agent_shutdown(a);
+    /* leave nothing behind: containers are removed first */
+    if (a->sb.n_containers == 0 || sandbox_destroy(&a->sb, destroyed, a, &e) < 0)
+        agent_shutdown(a);
+}
+
+/* "/" is the initramfs (rootfs) when the first mountinfo entry for "/" has fstype rootfs: pivot_root is
+ * impossible there, containers use MS_MOVE + chroot. */
+static bool root_is_initramfs(void)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return false;
+    char line[4096];
+    bool initramfs = false;
+    while (fgets(line, sizeof(line), f)) {
+        char mnt[1024], fstype[64];
+        const char *dash = strstr(line, " - ");
+        if (!dash || sscanf(line, "%*s %*s %*s %*s %1023s", mnt) != 1 ||
+            sscanf(dash + 3, "%63s", fstype) != 1)
+            continue;
+        if (strcmp(mnt, "/") == 0) {
+            initramfs = strcmp(fstype, "rootfs") == 0;
+            break;
+        }
+    }
+    fclose(f);
+    return initramfs;
 }
 
 static void drained(void *arg)
@@ -112,6 +147,19 @@ static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
             loop_signal(a->loop, SIGINT, on_sigterm, a, e) < 0)
             return -1;
     }
+    struct runtime_config rc = {
+        .base_dir = "/run/kata-containers",
+        .ns_dir = "/run/sandbox-ns",
+        .cgroup_root = "/sys/fs/cgroup",
+        .modprobe = "/sbin/modprobe",
+        .resolv_conf = "/etc/resolv.conf",
+        .unified_cgroup = a->cfg.unified_cgroup_hierarchy,
+        .pipe_size = (long)a->cfg.container_pipe_size,
+        .no_pivot = root_is_initramfs(),
+    };
+    if (sandbox_init(&a->sb, a->loop, &rc, e) < 0)
+        return -1;
+    a->sb_ready = true;
     a->srv = ttrpc_server_new(a->loop, e);
     if (!a->srv || rpc_register(a, e) < 0)
         return -1;
@@ -193,6 +241,8 @@ int agent_main(int argc, char **argv)
     }
     ttrpc_server_free(a.srv);
     listeners_free(a.listeners);
+    if (a.sb_ready)
+        sandbox_fini(&a.sb);
     loop_free(a.loop);
     oom_queue_free(&a.oom);
     config_free(&a.cfg);

@@ -16,6 +16,19 @@ static const struct {
 } agent_impl[] = {
     {"GetGuestDetails", rpc_get_guest_details},
     {"GetOOMEvent", rpc_get_oom_event},
+    {"CreateSandbox", rpc_create_sandbox},
+    {"DestroySandbox", rpc_destroy_sandbox},
+    {"CreateContainer", rpc_create_container},
+    {"StartContainer", rpc_start_container},
+    {"RemoveContainer", rpc_remove_container},
+    {"ExecProcess", rpc_exec_process},
+    {"SignalProcess", rpc_signal_process},
+    {"WaitProcess", rpc_wait_process},
+    {"ReadStdout", rpc_read_stdout},
+    {"ReadStderr", rpc_read_stderr},
+    {"WriteStdin", rpc_write_stdin},
+    {"CloseStdin", rpc_close_stdin},
+    {"TtyWinResize", rpc_tty_win_resize},
 };
 
 static const struct {

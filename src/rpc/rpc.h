@@ -18,6 +18,27 @@ void rpc_health_check(struct ttrpc_call *c, void *req);
 void rpc_health_version(struct ttrpc_call *c, void *req);
 /* guest.c */
 void rpc_get_guest_details(struct ttrpc_call *c, void *req);
+/* container.c */
+struct container;
+struct process;
+/* Look up for a handler; on failure the call is answered with status and NULL returned. */
+struct container *rpc_find_container(struct ttrpc_call *c, const char *id, int status);
+struct process *rpc_find_process(struct ttrpc_call *c, const char *cid, const char *exec_id, int status);
+void rpc_create_container(struct ttrpc_call *c, void *req);
+void rpc_start_container(struct ttrpc_call *c, void *req);
+void rpc_remove_container(struct ttrpc_call *c, void *req);
+void rpc_exec_process(struct ttrpc_call *c, void *req);
+void rpc_signal_process(struct ttrpc_call *c, void *req);
+void rpc_wait_process(struct ttrpc_call *c, void *req);
+/* stdio.c */
+void rpc_read_stdout(struct ttrpc_call *c, void *req);
+void rpc_read_stderr(struct ttrpc_call *c, void *req);
+void rpc_write_stdin(struct ttrpc_call *c, void *req);
+void rpc_close_stdin(struct ttrpc_call *c, void *req);
+void rpc_tty_win_resize(struct ttrpc_call *c, void *req);
+/* sandbox.c */
+void rpc_create_sandbox(struct ttrpc_call *c, void *req);
+void rpc_destroy_sandbox(struct ttrpc_call *c, void *req);
 /* oom.c */
 void rpc_get_oom_event(struct ttrpc_call *c, void *req);
 void rpc_oom_init(struct agent *a);

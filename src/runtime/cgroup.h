@@ -26,7 +26,8 @@ int cgroup_env_detect(const char *root, bool prefer_unified, struct cgroup_env *
 void cgroup_env_free(struct cgroup_env *env);
 enum cgroup_mode cgroup_env_mode(const struct cgroup_env *env);
 
-/* Container cgroup path from Linux.CgroupsPath, as upstream's cgroupfs driver: "" -> "/<cid>"; otherwise every
+/* Container cgroup path from Linux.CgroupsPath, as upstream's cgroupfs driver: "" -> "/<cid>"; otherwise
+ * every
  * ':' becomes '/' ("kubepods:besteffort:c1" -> "/kubepods/besteffort/c1"), and a leading '/' is added.
  * Rejects "..", empty components and control characters. *out is malloc'd. */
 int cgroup_path_for(const char *cgroups_path, const char *container_id, char **out, ka_err *e);

@@ -12,8 +12,9 @@
 #include "../util/err.h"
 
 /* OCI state JSON: {"ociVersion","id","status","pid","bundle","annotations"}. malloc'd. */
-char *hooks_state_json(const char *oci_version, const char *id, const char *status, pid_t pid, const char *bundle,
-                       Grpc__Spec__AnnotationsEntry *const *annotations, size_t n_annotations);
+char *hooks_state_json(const char *oci_version, const char *id, const char *status, pid_t pid,
+                       const char *bundle, Grpc__Spec__AnnotationsEntry *const *annotations,
+                       size_t n_annotations);
 
 struct hook_list {
     size_t n;
@@ -32,7 +33,7 @@ struct hooks_run *hooks_run_async(struct loop *l, const struct hook_list *list, 
 void hooks_run_cancel(struct hooks_run *r);
 /* Synchronous variant for the container child (fork, write state, waitpid with timeout). */
 int hooks_run_sync(const struct hook_list *list, const char *state_json, ka_err *e);
-/* Scan <dir>/<type> (type "prestart", "poststart", "poststop") for regular, non-symlink executables, sorted by
- * name. A missing directory gives an empty list. Free with hooks_list_free. */
+/* Scan <dir>/<type> (type "prestart", "poststart", "poststop") for regular, non-symlink executables, sorted
+ * by name. A missing directory gives an empty list. Free with hooks_list_free. */
 int hooks_scan_guest(const char *dir, const char *type, struct hook_list *out, ka_err *e);
 void hooks_list_free(struct hook_list *l);

@@ -13,11 +13,11 @@
 
 struct rootfs_ctx {
     const Grpc__Spec *spec;
-    const char *rootfs;     /* absolute path of the container rootfs (the bundle's rootfs bind) */
-    bool no_pivot;          /* / is an initramfs: MS_MOVE + chroot instead of pivot_root */
-    bool in_userns;         /* devices are bind-mounted from the host instead of mknod'ed */
-    bool cgroup_ns;         /* the container has its own cgroup namespace */
-    bool cgroup_v2;         /* the agent uses cgroup v2 */
+    const char *rootfs; /* absolute path of the container rootfs (the bundle's rootfs bind) */
+    bool no_pivot;      /* / is an initramfs: MS_MOVE + chroot instead of pivot_root */
+    bool in_userns;     /* devices are bind-mounted from the host instead of mknod'ed */
+    bool cgroup_ns;     /* the container has its own cgroup namespace */
+    bool cgroup_v2;     /* the agent uses cgroup v2 */
     /* v1: the container's cgroup directory per hierarchy, to bind under <dest>/<name> for "cgroup" mounts */
     size_t n_cgroups;
     const char *const *cgroup_names; /* "memory", "cpu,cpuacct", ... */
@@ -37,5 +37,5 @@ int rootfs_prepare(const struct rootfs_ctx *ctx, ka_err *e);
 int rootfs_finish(const struct rootfs_ctx *ctx, ka_err *e);
 /* Mount flags parsing shared with the storage handlers: known options set/clear MS_* flags and propagation
  * flags; anything else is appended to data ("a,b"). data must have room for datasz bytes. */
-int mount_options_parse(char **opts, size_t n_opts, unsigned long *flags, unsigned long *propagation, char *data,
-                        size_t datasz, ka_err *e);
+int mount_options_parse(char **opts, size_t n_opts, unsigned long *flags, unsigned long *propagation,
+                        char *data, size_t datasz, ka_err *e);

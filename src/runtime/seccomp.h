@@ -16,5 +16,5 @@ struct seccomp_prog;
 int seccomp_compile(const Grpc__LinuxSeccomp *sc, struct seccomp_prog **out, ka_err *e);
 /* In the child, as late as possible (just before exec when NoNewPrivileges, else before dropping
  * capabilities, as the spec 4.6 orders it). Only async-signal-safe-ish syscalls; no allocation. */
-int seccomp_load(const struct seccomp_prog *p, ka_err *e);
+int seccomp_prog_load(const struct seccomp_prog *p, ka_err *e);
 void seccomp_prog_free(struct seccomp_prog *p);

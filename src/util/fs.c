@@ -19,7 +19,7 @@ int fs_mkdir_p(const char *path, mode_t mode, ka_err *e)
     if (n == 0 || n >= sizeof(buf))
         return ka_fail(e, KA_INVALID_ARGUMENT, "invalid directory path '%s'", path);
     memcpy(buf, path, n + 1);
-    for (char *p = buf + 1; ; p++) {
+    for (char *p = buf + 1;; p++) {
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';

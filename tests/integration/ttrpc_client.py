@@ -8,7 +8,7 @@ T_REQUEST, T_RESPONSE, T_DATA = 1, 2, 3
 MAX_DATA = 4 << 20
 
 # google.rpc.Code
-OK, CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND = 0, 1, 2, 3, 4, 5
+OK, CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND, ALREADY_EXISTS = 0, 1, 2, 3, 4, 5, 6
 RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 8, 12, 13, 14
 
 
@@ -42,11 +42,15 @@ class Client:
         self.sock.sendall(HDR.pack(len(data), sid, mtype, flags) + data)
 
     def _recv_exact(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(max(65536, n - len(self.buf)))
-            if not chunk:
-                raise EOFError("connection closed by the agent")
-            self.buf += chunk
+        if len(self.buf) < n:
+            parts, have = [self.buf], len(self.buf)
+            while have < n:
+                chunk = self.sock.recv(max(65536, n - have))
+                if not chunk:
+                    raise EOFError("connection closed by the agent")
+                parts.append(chunk)
+                have += len(chunk)
+            self.buf = b"".join(parts)
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 

@@ -1,0 +1,40 @@
+/* Sandbox and container storages (agent.proto Storage): the simple kinds handled so far — "ephemeral"
+ * (tmpfs, keeping its options such as size and mode, which upstream drops; "fsgid=N" chowns the mount point
+ * to group N and adds the setgid bit), "local" (a directory: "mode=0777" and "fsgid=N" options), and bind
+ * mounts ("bind" fstype or a "bind"/"rbind" option, any driver whose source is a guest path).
+ * Storages are refcounted by mount point: a second use of the same mount point takes a reference instead
+ * of mounting again (and is released with that container). Mount points must be absolute and stay inside
+ * the allowed base directory (/run/kata-containers by default): they are resolved with openat2
+ * RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS, created component by component, and mounted through
+ * /proc/self/fd/N. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "agent.pb-c.h"
+#include "../util/err.h"
+#include "../util/list.h"
+
+struct storage_set {
+    struct list mounts; /* struct storage_mount, refcounted */
+    char *base;         /* mount points must stay inside this directory */
+};
+
+void storage_set_init(struct storage_set *s, const char *base);
+/* Unmount and forget everything (DestroySandbox). */
+int storage_set_release_all(struct storage_set *s, ka_err *e);
+
+/* What one sandbox or container holds: the mount points it took a reference on. */
+struct storage_refs {
+    size_t n;
+    char **mount_points;
+};
+
+/* Mount (or reference) each storage in order. On failure, what this call did is undone, e is set
+ * ("storage 2 (ephemeral at /run/kata-containers/sandbox/shm): mount: EINVAL") and refs is unchanged.
+ * Unknown drivers: UNIMPLEMENTED "storage driver <d> is not supported yet". */
+int storage_add(struct storage_set *s, Grpc__Storage *const *storages, size_t n, struct storage_refs *refs,
+                ka_err *e);
+/* Drop the references (unmounting, and removing the mount point directory the agent created, when the
+ * last reference goes). Errors are collected, everything is attempted. */
+int storage_release(struct storage_set *s, struct storage_refs *refs, ka_err *e);

@@ -1,0 +1,64 @@
+/* Containers: creation (bundle, namespaces, cgroup, stdio, the parked init process), start, exec, signals,
+ * waits, and removal that releases exactly what the container acquired. Long operations are asynchronous:
+ * they return at once and call done(arg, err) from the event loop. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent.pb-c.h"
+#include "creds.h"
+#include "process.h"
+#include "sandbox.h"
+#include "seccomp.h"
+
+enum container_status {
+    CTR_CREATING,
+    CTR_CREATED,
+    CTR_RUNNING,
+    CTR_PAUSED,
+    CTR_STOPPED,
+    CTR_REMOVING,
+};
+
+struct ctr_op;
+
+struct container {
+    struct list link; /* in sandbox->containers */
+    struct sandbox *sb;
+    char *id;
+    Grpc__Spec *spec; /* owned copy */
+    char *bundle;     /* <base>/<id> */
+    char *rootfs;     /* <bundle>/rootfs, a bind of spec->Root.Path */
+    bool rootfs_mounted;
+    struct cgroup *cg;
+    struct process *init;
+    struct list procs;
+    enum container_status status;
+    struct storage_refs refs;
+    struct seccomp_prog *seccomp;
+    struct hook_list hooks_create_container, hooks_start_container, hooks_prestart, hooks_poststart,
+        hooks_poststop; /* spec hooks + guest hooks, borrowed pointers */
+    char *state_json;   /* for the hooks run inside the container */
+    struct ctr_op *op;  /* the asynchronous operation in progress, if any */
+};
+
+const char *container_status_name(enum container_status s);
+
+int container_create(struct sandbox *sb, const Grpc__CreateContainerRequest *req, rt_done_cb done, void *arg,
+                     struct ctr_op **op, ka_err *e);
+int container_start(struct container *c, rt_done_cb done, void *arg, struct ctr_op **op, ka_err *e);
+int container_exec(struct container *c, const Grpc__ExecProcessRequest *req, rt_done_cb done, void *arg,
+                   struct ctr_op **op, ka_err *e);
+/* timeout_s 0 = no limit. */
+int container_remove(struct container *c, uint32_t timeout_s, rt_done_cb done, void *arg, struct ctr_op **op,
+                     ka_err *e);
+/* Forget the callback of a pending operation (its RPC was cancelled); the operation itself completes. */
+void ctr_op_detach(struct ctr_op *op);
+
+/* exec_id "" = the init process. Errors: INVALID_ARGUMENT/NOT_FOUND style messages as upstream. */
+struct process *container_find_process(struct container *c, const char *exec_id, ka_err *e);
+/* exec_id "" signals every process of the container. */
+int container_signal(struct container *c, const char *exec_id, uint32_t sig, ka_err *e);
+/* After WaitProcess answered: an exec'd process is forgotten (as upstream), once the current batch of
+ * callbacks is over (other waiters of the same exit are answered first). The init stays until removal. */
+void container_forget_after_wait(struct process *p);
