@@ -10,7 +10,9 @@ PKGS=(
   libclang-rt-14-dev
   # integration tests
   python3 python3-pytest python3-protobuf protobuf-compiler libprotobuf-dev iproute2 util-linux
-  busybox-static
+  busybox-static kmod
+  # benchmarks' peers: Debian's crun and runc
+  crun runc
   # Go ttrpc interop client and the benchmark's Go peer (containerd ttrpc 1.1.1, offline GOPATH build)
   golang-go golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev gogottrpc
 )

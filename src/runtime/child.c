@@ -277,8 +277,12 @@ void child_main(const struct spawn_cfg *cfg, int fd)
     sync_fd = fd;
     reset_signals();
     expect(SYNC_GO);
-
     check(creds_apply_limits(&cfg->creds, &e), &e, "limits");
+    /* in a new user namespace the maps are written now: become its root (the kernel gives the creator full
+     * capabilities there), so files the setup creates belong to a mapped uid */
+    if ((cfg->clone_flags & CLONE_NEWUSER) && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+        die(errno, "become root in the user namespace");
+
     join_namespaces(cfg);
     if ((cfg->clone_flags & CLONE_NEWUTS) && cfg->hostname &&
         sethostname(cfg->hostname, strlen(cfg->hostname)) < 0)

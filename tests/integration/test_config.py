@@ -90,10 +90,10 @@ def test_config_file_allowlist(tmp_path, pb):
         with pytest.raises(RpcError) as e:
             c.call("grpc.AgentService", "GetOOMEvent", pb.agent.GetOOMEventRequest())
         assert (e.value.code, e.value.message) == (UNIMPLEMENTED, "GetOOMEventRequest is blocked")
-        for m in ("ReadStdout", "ReadStderr"):  # one allowlist name for both
+        for m in ("ReadStdout", "ReadStderr"):  # one allowlist name for both: allowed, so they look it up
             with pytest.raises(RpcError) as e:
-                c.call("grpc.AgentService", m, pb.agent.ReadStreamRequest())
-            assert e.value.message == f"{m} is not implemented"
+                c.call("grpc.AgentService", m, pb.agent.ReadStreamRequest(container_id="x"))
+            assert e.value.message == "Invalid container id x"
     out = stop(p)
     assert not os.path.exists(tmp_path / "ignored.sock")
     assert '"config"' in out and "GuestDetailsRequest" in out

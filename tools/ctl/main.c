@@ -117,6 +117,8 @@ static int call(const struct ctl *ctl, const char *spec, const char *json)
     return rc;
 }
 
+int ctl_run(const char *addr, int64_t timeout_ns, int argc, char **argv); /* tools/ctl/run.c */
+
 static void list_methods(void)
 {
     for (size_t i = 0; i < ARRAY_SIZE(services); i++)
@@ -183,6 +185,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "guest-details") == 0)
         return call(&ctl, "grpc.AgentService.GetGuestDetails",
                     "{\"memBlockSize\":true,\"memHotplugProbe\":true}");
+    if (strcmp(cmd, "run") == 0) /* tools/ctl/run.c */
+        return ctl_run(ctl.addr, ctl.timeout_ns, argc - optind + 1, argv + optind - 1);
     if (strcmp(cmd, "call") == 0) {
         if (optind >= argc || argc - optind > 2) {
             fprintf(stderr, "kata-agent-ctl: usage: call [SERVICE.]METHOD ['<json>']\n");
