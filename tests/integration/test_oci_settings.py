@@ -231,3 +231,20 @@ def test_missing_kernel_module_is_a_clear_error(s, sandbox_agent, pb):
                          kernel_modules=[pb.agent.KernelModule(name="no_such_module_xyz")])
     assert "no_such_module_xyz" in e.value.message
     assert s.c.health().status == 1
+
+
+def test_device_cgroup_v1_rules(s, sandbox_agent, busybox_rootfs, pb):
+    """A deny rule in Resources.Devices is enforced by the v1 devices cgroup: the node exists in the
+    container but cannot be opened. (The OCI default devices, /dev/null, /dev/full..., stay allowed.)"""
+    for deny, want in ((False, "open"), (True, "denied")):
+        res = pb.oci.LinuxResources()
+        if deny:
+            res.Devices.add(Allow=False, Type="c", Major=10, Minor=229, Access="rw")  # mknod stays allowed
+        sp = s.oci.spec(busybox_rootfs, ["/bin/sh", "-c", ": < /dev/fuse 2>/dev/null && echo open || echo denied"],
+                        resources=res)
+        sp.Linux.Devices.add(Path="/dev/fuse", Type="c", Major=10, Minor=229, FileMode=0o666)
+        cid = sandbox_agent.cid(f"d{int(deny)}")
+        s.run(cid, sp)
+        assert s.read_all(cid).decode().strip() == want
+        assert s.wait(cid) == 0
+        s.remove(cid)
