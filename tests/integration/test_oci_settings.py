@@ -240,7 +240,7 @@ def test_device_cgroup_v1_rules(s, sandbox_agent, busybox_rootfs, pb):
         res = pb.oci.LinuxResources()
         if deny:
             res.Devices.add(Allow=False, Type="c", Major=10, Minor=229, Access="rw")  # mknod stays allowed
-        sp = s.oci.spec(busybox_rootfs, ["/bin/sh", "-c", ": < /dev/fuse 2>/dev/null && echo open || echo denied"],
+        sp = s.oci.spec(busybox_rootfs, ["/bin/sh", "-c", "(exec 3</dev/fuse) 2>/dev/null && echo open || echo denied"],
                         resources=res)
         sp.Linux.Devices.add(Path="/dev/fuse", Type="c", Major=10, Minor=229, FileMode=0o666)
         cid = sandbox_agent.cid(f"d{int(deny)}")
