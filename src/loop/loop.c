@@ -345,10 +345,10 @@ void loop_free(struct loop *l)
 {
     if (!l)
         return;
-    if (l->signal_io.fd >= 0) {
+    /* the signals stay blocked: unblocking one that is pending (a SIGTERM during shutdown) would kill the
+     * process with the default action instead of letting it finish */
+    if (l->signal_io.fd >= 0)
         close(l->signal_io.fd);
-        sigprocmask(SIG_UNBLOCK, &l->sigmask, NULL);
-    }
     if (l->timer_io.fd >= 0)
         close(l->timer_io.fd);
     if (l->epfd >= 0)

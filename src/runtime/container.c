@@ -663,6 +663,12 @@ static int setup_cgroup(struct container *c, struct ctr_op *op, ka_err *e)
         return -1;
     op->cfg.cgroup_fd = cgroup_v2_dirfd(c->cg);
     op->cfg.cg = c->cg;
+    if ((op->cfg.clone_flags & CLONE_NEWCGROUP) && op->cfg.cgroup_fd < 0) {
+        /* a cgroup namespace is rooted where the process is when it is created: on v1 the child enters
+         * its cgroup only after clone, so it unshares the namespace itself afterwards */
+        op->cfg.clone_flags &= ~(unsigned long)CLONE_NEWCGROUP;
+        op->cfg.late_cgroupns = true;
+    }
     return 0;
 }
 
@@ -673,7 +679,7 @@ static void fill_rootfs_ctx(struct container *c, struct spawn_cfg *cfg)
     r->rootfs = c->rootfs;
     r->no_pivot = c->sb->cfg.no_pivot;
     r->in_userns = (cfg->clone_flags & CLONE_NEWUSER) != 0;
-    r->cgroup_ns = (cfg->clone_flags & CLONE_NEWCGROUP) != 0;
+    r->cgroup_ns = (cfg->clone_flags & CLONE_NEWCGROUP) != 0 || cfg->late_cgroupns;
     r->cgroup_v2 = cgroup_env_mode(c->sb->cgenv) == CGROUP_V2;
     const char *const *names, *const *dirs;
     r->n_cgroups = c->cg ? cgroup_hierarchies(c->cg, &names, &dirs) : 0;

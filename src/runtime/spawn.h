@@ -33,6 +33,7 @@ struct spawn_cfg {
     bool init;
     const Grpc__Process *proc;
     unsigned long clone_flags; /* CLONE_NEW* namespaces to create */
+    bool late_cgroupns;        /* v1: unshare the cgroup namespace after GO, once in the container's cgroup */
     size_t n_join;             /* namespaces to join in the child (not pid) */
     int join_fds[SPAWN_MAX_JOIN];
     int join_types[SPAWN_MAX_JOIN];

@@ -27,7 +27,10 @@ def test_500_cycles_leak_nothing(sandbox_agent, pb, oci, busybox_rootfs):
     elapsed = time.time() - t0
     after = sandbox_agent.check_no_leaks(before)
     print(f"500 cycles in {elapsed:.1f} s; RSS {before['rss_kib']} -> {after['rss_kib']} KiB")
-    assert after["rss_kib"] <= before["rss_kib"] + 256, (before["rss_kib"], after["rss_kib"])
+    if "asan" not in os.environ.get("KA_BUILD_DIR", ""):
+        # (under ASan freed memory sits in its quarantine, so RSS says nothing; LeakSanitizer checks the
+        # heap when the agent exits, and the fixture fails the test on a report)
+        assert after["rss_kib"] <= before["rss_kib"] + 256, (before["rss_kib"], after["rss_kib"])
 
 
 def test_destroy_sandbox_leaves_nothing(sandbox_agent, pb, oci, busybox_rootfs):

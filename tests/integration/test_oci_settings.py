@@ -248,3 +248,37 @@ def test_device_cgroup_v1_rules(s, sandbox_agent, busybox_rootfs, pb):
         assert s.read_all(cid).decode().strip() == want
         assert s.wait(cid) == 0
         s.remove(cid)
+
+
+def test_cgroup_namespace(s, busybox_rootfs):
+    out = run(s, busybox_rootfs, "cat /proc/self/cgroup", namespaces=("mount", "pid", "ipc", "uts", "cgroup"))
+    assert all(line.endswith(":/") for line in out.split()), out
+
+
+def test_unified_cgroup_hierarchy_option(sandbox_agent_factory, pb, oci, busybox_rootfs):
+    """agent.unified_cgroup_hierarchy=true: containers go to the cgroup2 hierarchy (here the host's
+    /sys/fs/cgroup/unified, which has no resource controllers) — born there with clone3(CLONE_INTO_CGROUP),
+    execs join it, device rules are an eBPF program, and removal deletes the cgroup."""
+    a = sandbox_agent_factory(cmdline="agent.unified_cgroup_hierarchy=true")
+    s = Session(a, pb, oci)
+    cid = a.cid()
+    res = pb.oci.LinuxResources(Devices=[pb.oci.LinuxDeviceCgroup(Allow=False, Type="c", Major=10, Minor=229,
+                                                                  Access="rw")])
+    sp = oci.spec(busybox_rootfs, ["/bin/sh", "-c", "cat /proc/self/cgroup; "
+                                   "(exec 3</dev/fuse) 2>/dev/null && echo open || echo denied; sleep 100"],
+                  resources=res)
+    sp.Linux.Devices.add(Path="/dev/fuse", Type="c", Major=10, Minor=229, FileMode=0o666)
+    s.run(cid, sp)
+    procs = open(f"/sys/fs/cgroup/unified/{cid}/cgroup.procs").read().split()
+    assert len(procs) >= 1
+    r = s.call("ReadStdout", pb.agent.ReadStreamRequest(container_id=cid, exec_id=cid, len=4096),
+               pb.agent.ReadStreamResponse).data.decode()
+    while "denied" not in r and "open" not in r:
+        r += s.call("ReadStdout", pb.agent.ReadStreamRequest(container_id=cid, exec_id=cid, len=4096),
+                    pb.agent.ReadStreamResponse).data.decode()
+    assert f"0::/{cid}" in r and "denied" in r, r
+    s.exec(cid, "e1", ["/bin/cat", "/proc/self/cgroup"])
+    assert f"0::/{cid}" in s.read_all(cid, "e1").decode()
+    assert s.wait(cid, "e1") == 0
+    s.remove(cid)
+    assert not os.path.exists(f"/sys/fs/cgroup/unified/{cid}")
