@@ -159,6 +159,7 @@ static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
     };
     if (sandbox_init(&a->sb, a->loop, &rc, e) < 0)
         return -1;
+    a->sb.oom = &a->oom;
     a->sb_ready = true;
     a->srv = ttrpc_server_new(a->loop, e);
     if (!a->srv || rpc_register(a, e) < 0)

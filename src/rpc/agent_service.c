@@ -29,6 +29,10 @@ static const struct {
     {"WriteStdin", rpc_write_stdin},
     {"CloseStdin", rpc_close_stdin},
     {"TtyWinResize", rpc_tty_win_resize},
+    /* network.c (issue #4) */
+    /* guest.c, iptables.c, metrics.c (issue #4) */
+    /* files.c (issue #4) */
+    /* manage.c (issue #5) */
 };
 
 static const struct {

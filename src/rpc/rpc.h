@@ -39,6 +39,10 @@ void rpc_tty_win_resize(struct ttrpc_call *c, void *req);
 /* sandbox.c */
 void rpc_create_sandbox(struct ttrpc_call *c, void *req);
 void rpc_destroy_sandbox(struct ttrpc_call *c, void *req);
+/* network.c (issue #4: netlink) — declarations added by that work */
+/* guest.c, iptables.c, metrics.c (issue #4: guest control, iptables, metrics) */
+/* files.c (issue #4: CopyFile, volumes) */
+/* manage.c (issue #5: stats, updates, pause/resume, ephemeral mounts) */
 /* oom.c */
 void rpc_get_oom_event(struct ttrpc_call *c, void *req);
 void rpc_oom_init(struct agent *a);

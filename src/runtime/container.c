@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "oom_watch.h"
 #include "spawn.h"
 #include "../util/cleanup.h"
 #include "../util/fs.h"
@@ -429,6 +430,8 @@ static int release(struct container *c, ka_err *e)
 
 static void container_free(struct container *c)
 {
+    oom_watch_stop(c->oom);
+    c->oom = NULL;
     while (!list_empty(&c->procs)) {
         struct process *p = container_of(c->procs.next, struct process, link);
         list_del(&p->link);
@@ -811,6 +814,11 @@ static void start_started(struct process *p, const ka_err *err)
     }
     c->status = CTR_RUNNING;
     log_info("container", "container %s started", c->id);
+    if (!c->sb->id || strcmp(c->id, c->sb->id) != 0) { /* the sandbox container gets no OOM watch */
+        ka_err oe;
+        if (oom_watch_start(c, &c->oom, &oe) < 0)
+            log_warn("container", "container %s: no OOM events: %s", c->id, oe.msg);
+    }
     if (c->hooks_poststart.n) {
         cleanup_free char *state = state_json(c, "running");
         ka_err e;

@@ -21,6 +21,7 @@ enum container_status {
 };
 
 struct ctr_op;
+struct oom_watch;
 
 struct container {
     struct list link; /* in sandbox->containers */

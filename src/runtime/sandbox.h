@@ -14,6 +14,7 @@
 struct container;
 struct cgroup_env;
 struct kmod_load;
+struct oom_queue;
 
 struct runtime_config {
     const char *base_dir;    /* "/run/kata-containers": bundles, sandbox files */
@@ -50,6 +51,7 @@ struct sandbox {
     struct storage_refs refs;
     bool resolv_mounted;
     struct kmod_load *kmod;
+    struct oom_queue *oom; /* where OOM watches queue their events (the agent's GetOOMEvent queue) */
     rt_done_cb pending_done;
     void *pending_arg;
 };
