@@ -41,6 +41,7 @@ struct container {
         hooks_poststop; /* spec hooks + guest hooks, borrowed pointers */
     char *state_json;   /* for the hooks run inside the container */
     struct ctr_op *op;  /* the asynchronous operation in progress, if any */
+    struct oom_watch *oom; /* OOM kill watch, while running (not for the sandbox container) */
 };
 
 const char *container_status_name(enum container_status s);
