@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "init.h"
 #include "listen.h"
 #include "../rpc/rpc.h"
 #include "../util/cleanup.h"
@@ -132,6 +133,8 @@ static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
         return -1;
     ka_log_level = a->cfg.log_level;
     announce(a);
+    if (a->init_mode && init_setup(a->cfg.unified_cgroup_hierarchy, e) < 0)
+        return ka_wrap(e, "init");
 
     if (!a->init_mode && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
         return ka_fail_errno(e, errno, "PR_SET_CHILD_SUBREAPER");
@@ -228,6 +231,10 @@ int agent_main(int argc, char **argv)
 
     ka_err e;
     ka_err_clear(&e);
+    if (a.init_mode && init_early_mounts(&e) < 0) { /* /proc is needed for the kernel command line */
+        log_error("init", "%s", e.msg);
+        return 1;
+    }
     cleanup_free char *cmdline = read_small_file(cmdline_path, &e);
     if (!cmdline && strcmp(cmdline_path, "/proc/cmdline") != 0) {
         log_error("root", "%s", e.msg); /* a test's explicit file must exist */
