@@ -84,7 +84,10 @@ def test_kata_sequence(s, sandbox_agent, busybox_rootfs, pb):
     a = sandbox_agent
     before = a.snapshot()
     sid = a.cid("sandbox")
-    s.create_sandbox(hostname="kata-pod", sandbox_id=sid, dns=["nameserver 10.0.0.1"])
+    s.create_sandbox(hostname="kata-pod", sandbox_id=sid, dns=["nameserver 10.0.0.1", "search example.test"])
+    # the guest's /etc/resolv.conf (in the agent's mount namespace) now carries the sandbox's DNS
+    with open(f"/proc/{a.pid}/root/etc/resolv.conf") as f:
+        assert f.read().split("\n")[:2] == ["nameserver 10.0.0.1", "search example.test"]
     s.run(sid, s.oci.spec(busybox_rootfs, ["/bin/sh", "-c", "sleep 1000"]))
     app = a.cid("app")
     s.run(app, s.oci.spec(busybox_rootfs, ["/bin/sh", "-c", "echo hello; echo oops >&2; hostname; exit 3"],
