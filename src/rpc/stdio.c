@@ -21,6 +21,7 @@ struct io_call {
     size_t len; /* read: bytes wanted; write: bytes to write */
     size_t off; /* write: bytes written */
     const uint8_t *data;
+    int (*attempt)(struct io_call *io); /* try_read or try_write: 1 answered, 0 not ready yet */
 };
 
 static void io_cancel(struct ttrpc_call *c)
@@ -41,10 +42,27 @@ static void io_gone(struct stream_waiter *w, int err)
         ttrpc_reply_status(c, KA_INTERNAL, "eof: the process was removed");
 }
 
-/* Queue io on its stream (the first waiter is served first) and answer from ready()/gone(). */
-static void io_wait(struct io_call *io, void (*ready)(struct stream_waiter *w))
+static void io_ready(struct stream_waiter *w)
 {
-    io->w.ready = ready;
+    struct io_call *io = container_of(w, struct io_call, w);
+    struct stream *s = io->s;
+    if (!io->attempt(io)) {
+        stream_rearm(s);
+        return;
+    }
+    stream_unwait(s, &io->w);
+    free(io);
+}
+
+/* Try now when nobody is queued before us; otherwise (or when the fd is not ready) queue io on its stream
+ * and answer from io_ready()/io_gone(). */
+static void io_start(struct io_call *io)
+{
+    if (list_empty(&io->s->waiters) && io->attempt(io)) {
+        free(io);
+        return;
+    }
+    io->w.ready = io_ready;
     io->w.gone = io_gone;
     io->call->data = io;
     io->call->cancel = io_cancel;
@@ -79,18 +97,6 @@ static int try_read(struct io_call *io)
     return 1;
 }
 
-static void read_ready(struct stream_waiter *w)
-{
-    struct io_call *io = container_of(w, struct io_call, w);
-    struct stream *s = io->s;
-    if (!try_read(io)) {
-        stream_rearm(s);
-        return;
-    }
-    stream_unwait(s, &io->w);
-    free(io);
-}
-
 static void read_stream(struct ttrpc_call *c, const Grpc__ReadStreamRequest *r, bool err_stream)
 {
     struct process *p = rpc_find_process(c, r->container_id, r->exec_id, KA_INTERNAL);
@@ -113,11 +119,8 @@ static void read_stream(struct ttrpc_call *c, const Grpc__ReadStreamRequest *r, 
     io->call = c;
     io->s = s;
     io->len = r->len;
-    if (list_empty(&s->waiters) && try_read(io)) {
-        free(io);
-        return;
-    }
-    io_wait(io, read_ready);
+    io->attempt = try_read;
+    io_start(io);
 }
 
 void rpc_read_stdout(struct ttrpc_call *c, void *req)
@@ -158,18 +161,6 @@ static int try_write(struct io_call *io)
     return 1;
 }
 
-static void write_ready(struct stream_waiter *w)
-{
-    struct io_call *io = container_of(w, struct io_call, w);
-    struct stream *s = io->s;
-    if (!try_write(io)) {
-        stream_rearm(s);
-        return;
-    }
-    stream_unwait(s, &io->w);
-    free(io);
-}
-
 void rpc_write_stdin(struct ttrpc_call *c, void *req)
 {
     const Grpc__WriteStreamRequest *r = req;
@@ -193,11 +184,8 @@ void rpc_write_stdin(struct ttrpc_call *c, void *req)
     io->s = &p->in;
     io->data = r->data.data; /* owned by the call's request */
     io->len = r->data.len;
-    if (list_empty(&p->in.waiters) && try_write(io)) {
-        free(io);
-        return;
-    }
-    io_wait(io, write_ready);
+    io->attempt = try_write;
+    io_start(io);
 }
 
 /* ---- CloseStdin, TtyWinResize ---- */
