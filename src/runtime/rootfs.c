@@ -1001,7 +1001,7 @@ static int dev_default_nodes(const struct rootfs_state *st, int devfd, ka_err *e
 static int dev_spec_node(const struct rootfs_state *st, const Grpc__LinuxDevice *d, ka_err *e)
 {
     char clean[PATH_MAX];
-    mode_t fmt;
+    mode_t fmt = 0;
     if (check_device(d, clean, sizeof(clean), e) < 0)
         return -1;
     device_type(d->type, &fmt);
