@@ -470,7 +470,7 @@ static void fixture_remove(struct fixture *f)
 
 static size_t dir_entries(const char *dir)
 {
-    char cmd[128];
+    char cmd[512];
     snprintf(cmd, sizeof(cmd), "ls -A %s | wc -l", dir);
     FILE *p = popen(cmd, "r");
     unsigned long n = 1000;
