@@ -1,6 +1,7 @@
 /* kata-agent-ctl: talk to a kata agent over ttrpc from the command line.
  *   kata-agent-ctl -a ADDR health | version | guest-details | methods
  *   kata-agent-ctl -a ADDR call [Service.]Method ['<proto3 JSON request>']
+ *   kata-agent-ctl -a ADDR run [OPTIONS] ROOTFS -- CMD [ARGS...]   (tools/ctl/run.c)
  * ADDR: vsock://CID:PORT, unix:///path, unix://@name, serial:///dev/..., hvsock:///vmm.sock:PORT
  * (or env KATA_AGENT_ADDR). Replies are printed as proto3 JSON; an error status exits 1 with its code. */
 #include <errno.h>
@@ -36,6 +37,7 @@ static void usage(FILE *f)
                "  guest-details                grpc.AgentService/GetGuestDetails\n"
                "  call [SERVICE.]METHOD [JSON] any method, the request given as proto3 JSON (default {})\n"
                "  methods                      list every method with its request and reply types\n"
+               "  run [OPTIONS] ROOTFS -- CMD  run a container as the Kata shim would (see 'run --help')\n"
                "Options:\n"
                "  -a, --addr ADDR     vsock://CID:PORT, unix:///path, unix://@name, serial:///dev/...,\n"
                "                      hvsock:///path/to/vmm.sock:PORT (default: $KATA_AGENT_ADDR)\n"
@@ -174,6 +176,8 @@ int main(int argc, char **argv)
         list_methods();
         return 0;
     }
+    if (strcmp(cmd, "run") == 0) /* tools/ctl/run.c */
+        return ctl_run(ctl.addr, ctl.timeout_ns, argc - optind + 1, argv + optind - 1);
     if (!ctl.addr) {
         fprintf(stderr, "kata-agent-ctl: no agent address: give -a ADDR or set KATA_AGENT_ADDR\n");
         return 2;
@@ -185,8 +189,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "guest-details") == 0)
         return call(&ctl, "grpc.AgentService.GetGuestDetails",
                     "{\"memBlockSize\":true,\"memHotplugProbe\":true}");
-    if (strcmp(cmd, "run") == 0) /* tools/ctl/run.c */
-        return ctl_run(ctl.addr, ctl.timeout_ns, argc - optind + 1, argv + optind - 1);
     if (strcmp(cmd, "call") == 0) {
         if (optind >= argc || argc - optind > 2) {
             fprintf(stderr, "kata-agent-ctl: usage: call [SERVICE.]METHOD ['<json>']\n");

@@ -583,6 +583,10 @@ int ctl_run(const char *addr, int64_t timeout_ns, int argc, char **argv)
 
     struct ka_addr a;
     ka_err e;
+    if (!addr) {
+        fprintf(stderr, "kata-agent-ctl: no agent address: give -a ADDR or set KATA_AGENT_ADDR\n");
+        return 2;
+    }
     if (ka_addr_parse(addr, &a, &e) < 0) {
         fprintf(stderr, "kata-agent-ctl: %s\n", e.msg);
         return 2;
