@@ -1,6 +1,14 @@
 /* libFuzzer target: arbitrary bytes on a ttrpc connection of the real server with the real method tables
- * (frame reader, envelope and payload decoding of every method, dispatch, replies, cancellation). */
+ * (frame reader, envelope and payload decoding of every method, dispatch, replies, cancellation).
+ *
+ * The agent's handlers act on the machine, so the fuzzer first moves into its own network, mount, UTS and
+ * IPC namespaces (with a fresh /run) and enables only methods whose effects stay there or are read-only;
+ * every other method is still decoded (payload decoding happens before the allowlist gate) and answered
+ * "blocked". Never fuzz CreateSandbox (modprobe), SetGuestDateTime (the host clock), ResizeVolume or
+ * DestroySandbox here. */
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,15 +21,49 @@
 
 static struct agent agent;
 
+static char *allowed[] = {
+    "GuestDetailsRequest",    "GetOOMEventRequest",     "ReadStreamRequest",
+    "WriteStreamRequest",     "CloseStdinRequest",      "TtyWinResizeRequest",
+    "WaitProcessRequest",     "SignalProcessRequest",   "StatsContainerRequest",
+    "ListInterfacesRequest",  "ListRoutesRequest",      "UpdateInterfaceRequest",
+    "UpdateRoutesRequest",    "AddARPNeighborsRequest", "GetMetricsRequest",
+    "GetIPTablesRequest",     "VolumeStatsRequest",     "CopyFileRequest",
+    "RemoveContainerRequest", "StartContainerRequest",  "PauseContainerRequest",
+    "ResumeContainerRequest", "UpdateContainerRequest", "RemoveStaleVirtiofsShareMountsRequest",
+};
+
+static void isolate(void)
+{
+    if (unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("fuzz-run", "/run", "tmpfs", 0, NULL) < 0)
+        abort(); /* never fuzz the real machine */
+}
+
 static void setup(void)
 {
     ka_err e;
+    isolate();
     ka_log_level = KA_LOG_CRITICAL + 1; /* silent */
     config_init(&agent.cfg);
+    agent.cfg.allowlist_enabled = true;
+    agent.cfg.allowed = allowed;
+    agent.cfg.n_allowed = sizeof(allowed) / sizeof(allowed[0]);
     oom_queue_init(&agent.oom);
     agent.sysfs_root = "/nonexistent-sysfs";
     agent.loop = loop_new(&e);
     agent.srv = agent.loop ? ttrpc_server_new(agent.loop, &e) : NULL;
+    struct runtime_config rc = {
+        .base_dir = "/run/kata-containers",
+        .ns_dir = "/run/sandbox-ns",
+        .cgroup_root = "/sys/fs/cgroup",
+        .modprobe = "/nonexistent/modprobe",
+        .resolv_conf = "/run/resolv.conf",
+    };
+    if (!agent.loop || loop_children_init(agent.loop, &e) < 0 ||
+        sandbox_init(&agent.sb, agent.loop, &rc, &e) < 0)
+        abort();
+    agent.sb.oom = &agent.oom;
     if (!agent.srv || rpc_register(&agent, &e) < 0)
         abort();
 }

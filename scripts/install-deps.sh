@@ -11,6 +11,12 @@ PKGS=(
   # integration tests
   python3 python3-pytest python3-protobuf protobuf-compiler libprotobuf-dev iproute2 util-linux
   busybox-static kmod
+  # CopyFile/volume tests: ext4 and xfs images on loop devices (mkfs, resize2fs, xfs_growfs)
+  e2fsprogs xfsprogs
+  # network tests: ping across a veth pair between two network namespaces
+  iputils-ping
+  # GetIPTables/SetIPTables (real iptables-save/-restore, nft backend) and the GetMetrics parser in tests
+  iptables python3-prometheus-client
   # benchmarks' peers: Debian's crun and runc
   crun runc
   # Go ttrpc interop client and the benchmark's Go peer (containerd ttrpc 1.1.1, offline GOPATH build)

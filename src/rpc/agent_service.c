@@ -30,9 +30,30 @@ static const struct {
     {"CloseStdin", rpc_close_stdin},
     {"TtyWinResize", rpc_tty_win_resize},
     /* network.c (issue #4) */
+    {"UpdateInterface", rpc_update_interface},
+    {"ListInterfaces", rpc_list_interfaces},
+    {"UpdateRoutes", rpc_update_routes},
+    {"ListRoutes", rpc_list_routes},
+    {"AddARPNeighbors", rpc_add_arp_neighbors},
     /* guest.c, iptables.c, metrics.c (issue #4) */
+    {"OnlineCPUMem", rpc_online_cpu_mem},
+    {"MemHotplugByProbe", rpc_mem_hotplug_by_probe},
+    {"ReseedRandomDev", rpc_reseed_random_dev},
+    {"SetGuestDateTime", rpc_set_guest_date_time},
+    {"GetIPTables", rpc_get_iptables},
+    {"SetIPTables", rpc_set_iptables},
+    {"GetMetrics", rpc_get_metrics},
     /* files.c (issue #4) */
+    {"CopyFile", rpc_copy_file},
+    {"GetVolumeStats", rpc_get_volume_stats},
+    {"ResizeVolume", rpc_resize_volume},
     /* manage.c (issue #5) */
+    {"UpdateContainer", rpc_update_container},
+    {"StatsContainer", rpc_stats_container},
+    {"PauseContainer", rpc_pause_container},
+    {"ResumeContainer", rpc_resume_container},
+    {"UpdateEphemeralMounts", rpc_update_ephemeral_mounts},
+    {"RemoveStaleVirtiofsShareMounts", rpc_remove_stale_virtiofs_share_mounts},
 };
 
 static const struct {

@@ -40,9 +40,30 @@ void rpc_tty_win_resize(struct ttrpc_call *c, void *req);
 void rpc_create_sandbox(struct ttrpc_call *c, void *req);
 void rpc_destroy_sandbox(struct ttrpc_call *c, void *req);
 /* network.c (issue #4: netlink) — declarations added by that work */
+void rpc_update_interface(struct ttrpc_call *c, void *req);
+void rpc_list_interfaces(struct ttrpc_call *c, void *req);
+void rpc_update_routes(struct ttrpc_call *c, void *req);
+void rpc_list_routes(struct ttrpc_call *c, void *req);
+void rpc_add_arp_neighbors(struct ttrpc_call *c, void *req);
 /* guest.c, iptables.c, metrics.c (issue #4: guest control, iptables, metrics) */
+void rpc_online_cpu_mem(struct ttrpc_call *c, void *req);
+void rpc_mem_hotplug_by_probe(struct ttrpc_call *c, void *req);
+void rpc_reseed_random_dev(struct ttrpc_call *c, void *req);
+void rpc_set_guest_date_time(struct ttrpc_call *c, void *req);
+void rpc_get_iptables(struct ttrpc_call *c, void *req);
+void rpc_set_iptables(struct ttrpc_call *c, void *req);
+void rpc_get_metrics(struct ttrpc_call *c, void *req);
 /* files.c (issue #4: CopyFile, volumes) */
+void rpc_copy_file(struct ttrpc_call *c, void *req);
+void rpc_get_volume_stats(struct ttrpc_call *c, void *req);
+void rpc_resize_volume(struct ttrpc_call *c, void *req);
 /* manage.c (issue #5: stats, updates, pause/resume, ephemeral mounts) */
+void rpc_update_container(struct ttrpc_call *c, void *req);
+void rpc_stats_container(struct ttrpc_call *c, void *req);
+void rpc_pause_container(struct ttrpc_call *c, void *req);
+void rpc_resume_container(struct ttrpc_call *c, void *req);
+void rpc_update_ephemeral_mounts(struct ttrpc_call *c, void *req);
+void rpc_remove_stale_virtiofs_share_mounts(struct ttrpc_call *c, void *req);
 /* oom.c */
 void rpc_get_oom_event(struct ttrpc_call *c, void *req);
 void rpc_oom_init(struct agent *a);

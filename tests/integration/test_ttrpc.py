@@ -11,9 +11,10 @@ from conftest import ctl
 from ttrpc_client import (DEADLINE_EXCEEDED, HDR, INVALID_ARGUMENT, MAX_DATA, RESOURCE_EXHAUSTED, T_DATA,
                           T_REQUEST, UNIMPLEMENTED, Client, RpcError)
 
-IMPLEMENTED = {"GetGuestDetails", "GetOOMEvent", "CreateSandbox", "DestroySandbox", "CreateContainer",
-               "StartContainer", "RemoveContainer", "ExecProcess", "SignalProcess", "WaitProcess", "ReadStdout",
-               "ReadStderr", "WriteStdin", "CloseStdin", "TtyWinResize"}
+
+
+# Methods whose issue has not landed yet (README "Status"); everything else must be answered by a handler.
+NOT_YET = {"AddSwap"}
 
 
 def agent_methods(pb):
@@ -27,13 +28,16 @@ def test_health_and_version(client, pb):
     assert v.grpc_version == "0.0.1"
 
 
-def test_all_37_methods_are_dispatched(sandbox_agent, pb):
+def test_all_37_methods_are_dispatched(sandbox_agent_factory, pb, tmp_path):
     """Every AgentService method answers: a real reply (here mostly a clear error for an empty request), or
-    UNIMPLEMENTED '<Method> is not implemented'. In a private mount namespace: CreateSandbox acts for real."""
+    UNIMPLEMENTED '<Method> is not implemented'. In a private mount namespace (CreateSandbox acts for real)
+    with an empty fake sysfs (an empty OnlineCPUMem means "online all memory")."""
+    sandbox_agent = sandbox_agent_factory(args=["--sysfs-root", str(tmp_path)])
     client = sandbox_agent.connect(pb)
     methods = agent_methods(pb)
     assert len(methods) == 37
     methods = sorted(methods, key=lambda m: m.name == "DestroySandbox")
+    unimplemented = []
     for m in methods:
         req = pb.agent.__dict__.get(m.input_type.name)
         assert req is not None, m.input_type.name
@@ -42,11 +46,12 @@ def test_all_37_methods_are_dispatched(sandbox_agent, pb):
         assert rsid == sid
         if m.name == "DestroySandbox":
             continue  # sent last: the agent stops after it
-        if m.name in IMPLEMENTED:
-            # GetOOMEvent is a long-poll: with no OOM it ends at its timeout_nano; the others answer
-            assert code != UNIMPLEMENTED, (m.name, code, msg)
-        else:
-            assert (code, msg) == (UNIMPLEMENTED, f"{m.name} is not implemented"), m.name
+        # GetOOMEvent is a long-poll: with no OOM it ends at its timeout_nano; the others answer at once,
+        # either for real or as not implemented yet
+        if code == UNIMPLEMENTED:
+            assert msg == f"{m.name} is not implemented", (m.name, msg)
+            unimplemented.append(m.name)
+    assert sorted(unimplemented) == sorted(NOT_YET)
 
 
 def test_unknown_service_and_method(client, pb):
@@ -247,9 +252,9 @@ def test_ctl_health_version_and_guest_details(agent):
 
 
 def test_ctl_reports_error_status(agent):
-    p = ctl("call", "StatsContainer", '{"containerId": "c1"}', addr=agent.addr, check=False)
+    p = ctl("call", "AddSwap", '{}', addr=agent.addr, check=False)
     assert p.returncode == 1
-    assert "UNIMPLEMENTED (code 12): StatsContainer is not implemented" in p.stderr
+    assert "UNIMPLEMENTED (code 12): AddSwap is not implemented" in p.stderr
     p = ctl("call", "StartContainer", '{"containerId": "c1"}', addr=agent.addr, check=False)
     assert p.returncode == 1 and "INTERNAL (code 13): Invalid container id c1" in p.stderr
     p = ctl("call", "grpc.AgentService.GetOOMEvent", "{}", "-t", "0.2", addr=agent.addr, check=False)
