@@ -9,6 +9,7 @@
 #include "config.h"
 
 struct listeners;
+struct copyfile;
 
 struct agent {
     struct agent_config cfg;
@@ -21,6 +22,8 @@ struct agent {
     bool sb_ready;
     struct oom_queue oom;    /* OOM events waiting for GetOOMEvent */
     struct list oom_waiters; /* GetOOMEvent calls waiting for an event */
+    struct copyfile *copy;   /* CopyFile transfers in progress (created on first use) */
+    unsigned resizes;        /* ResizeVolume children running */
     int exit_status;
 };
 

@@ -424,12 +424,12 @@ static int pick_tool(const struct volume_mount *m, const char *dirs, char *tool,
     return find_tool(dirs, *ext ? "resize2fs" : "xfs_growfs", tool, cap, e);
 }
 
-/* The device node, which must already have the size the host asked for. */
+/* The device node, which must already have the size the host asked for (when it gave one). */
 static int check_device(const struct volume_mount *m, const char *sysfs, uint64_t size, char *dev, size_t cap,
                         ka_err *e)
 {
     uint64_t have = 0;
-    if (find_device(m, sysfs, dev, cap, e) < 0 || device_size(dev, &have, e) < 0)
+    if (find_device(m, sysfs, dev, cap, e) < 0 || (size && device_size(dev, &have, e) < 0))
         return -1;
     if (size && have < size)
         return ka_fail(e, KA_FAILED_PRECONDITION, "%s has %llu bytes, fewer than the requested %llu", dev,

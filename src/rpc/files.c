@@ -12,25 +12,18 @@
 #define BIG_FILE    (4 << 20) /* memory is given back after a transfer of at least this size */
 
 /* Transfers in progress outlive calls: one table for the agent, made on first use. */
-static struct copyfile *g_copy;
-static unsigned g_resizes;
 
 void rpc_copy_file(struct ttrpc_call *c, void *req)
 {
     const Grpc__CopyFileRequest *r = req;
     struct agent *a = rpc_agent(c);
     ka_err e;
-    if (!g_copy) {
+    if (!a->copy) {
         struct copyfile_opts o = {.base_dir = a->sb.cfg.base_dir};
-        if (!(g_copy = copyfile_new(a->loop, &o, &e))) {
+        if (!(a->copy = copyfile_new(a->loop, &o, &e))) {
             ttrpc_reply_err(c, &e);
             return;
         }
-        /* protobuf-c decodes every 1 MiB chunk into a fresh malloc'd buffer: above glibc's mmap threshold
-         * (or past its trim threshold) that is new memory per request, whose page faults cost ten times the
-         * copy. Keep such buffers on the heap; the memory is given back when a big transfer ends. */
-        mallopt(M_MMAP_THRESHOLD, TTRPC_MAX_DATA + (1 << 20));
-        mallopt(M_TRIM_THRESHOLD, 4 * TTRPC_MAX_DATA);
     }
     struct copyfile_req cr = {
         .path = r->path,
@@ -43,7 +36,7 @@ void rpc_copy_file(struct ttrpc_call *c, void *req)
         .data = r->data.data,
         .len = r->data.len,
     };
-    if (copyfile_chunk(g_copy, &cr, &e) < 0) {
+    if (copyfile_chunk(a->copy, &cr, &e) < 0) {
         ttrpc_reply_err(c, &e);
         return;
     }
@@ -84,7 +77,7 @@ void rpc_get_volume_stats(struct ttrpc_call *c, void *req)
 static void resize_done(void *arg, const ka_err *err)
 {
     struct ttrpc_call *c = arg;
-    g_resizes--;
+    rpc_agent(c)->resizes--;
     if (err)
         ttrpc_reply_err(c, err);
     else
@@ -93,7 +86,7 @@ static void resize_done(void *arg, const ka_err *err)
 
 static void resize_cancel(struct ttrpc_call *c)
 {
-    g_resizes--;
+    rpc_agent(c)->resizes--;
     volume_resize_cancel(c->data);
 }
 
@@ -103,8 +96,8 @@ void rpc_resize_volume(struct ttrpc_call *c, void *req)
     struct agent *a = rpc_agent(c);
     struct volume_resize_opts o = {.sysfs = a->sysfs_root};
     ka_err e;
-    if (g_resizes >= MAX_RESIZES) {
-        ttrpc_reply_status(c, KA_RESOURCE_EXHAUSTED, "%u volume resizes are already running", g_resizes);
+    if (a->resizes >= MAX_RESIZES) {
+        ttrpc_reply_status(c, KA_RESOURCE_EXHAUSTED, "%u volume resizes are already running", a->resizes);
         return;
     }
     c->data = volume_resize_async(a->loop, &o, r->volume_guest_path, r->size, resize_done, c, &e);
@@ -112,6 +105,12 @@ void rpc_resize_volume(struct ttrpc_call *c, void *req)
         ttrpc_reply_err(c, &e);
         return;
     }
-    g_resizes++;
+    a->resizes++;
     c->cancel = resize_cancel;
+}
+
+void rpc_files_fini(struct agent *a)
+{
+    copyfile_free(a->copy);
+    a->copy = NULL;
 }

@@ -57,6 +57,8 @@ void rpc_get_metrics(struct ttrpc_call *c, void *req);
 void rpc_copy_file(struct ttrpc_call *c, void *req);
 void rpc_get_volume_stats(struct ttrpc_call *c, void *req);
 void rpc_resize_volume(struct ttrpc_call *c, void *req);
+/* Drop CopyFile transfers in progress (their temp files); call before the loop is freed. */
+void rpc_files_fini(struct agent *a);
 /* manage.c (issue #5: stats, updates, pause/resume, ephemeral mounts) */
 void rpc_update_container(struct ttrpc_call *c, void *req);
 void rpc_stats_container(struct ttrpc_call *c, void *req);

@@ -466,6 +466,7 @@ struct cgroup {
     char **ctls;  /* per hierarchy: its controllers */
     int v2fd;     /* v2: O_RDONLY directory fd (clone3 CLONE_INTO_CGROUP, BPF attach) */
     int bpf_fd;   /* v2: our attached device program, -1 if none */
+    bool frozen;  /* frozen by cgroup_freeze (PauseContainer) */
     const struct cg_ops *ops;
 };
 
@@ -1567,7 +1568,10 @@ static int v2_freeze(struct cgroup *cg, bool frozen, ka_err *e)
 
 int cgroup_freeze(struct cgroup *cg, bool frozen, ka_err *e)
 {
-    return cg->ops->freeze(cg, frozen, e) < 0 ? ka_wrap(e, "%s cgroup", frozen ? "freeze" : "thaw") : 0;
+    if (cg->ops->freeze(cg, frozen, e) < 0)
+        return ka_wrap(e, "%s cgroup", frozen ? "freeze" : "thaw");
+    cg->frozen = frozen;
+    return 0;
 }
 
 /* ======================================================================================================
@@ -1683,7 +1687,9 @@ int cgroup_signal_all(struct cgroup *cg, int sig, ka_err *e)
             return r < 0 ? ka_wrap(e, "kill cgroup %s", cg->path) : 0;
     }
     ka_err fe;
-    bool frozen = cgroup_freeze(cg, true, &fe) == 0;
+    /* a paused container stays paused: only a cgroup frozen here is thawed again */
+    bool was_frozen = cg->frozen;
+    bool frozen = was_frozen || cgroup_freeze(cg, true, &fe) == 0;
     if (!frozen)
         log_warn(SUB, "signalling %s without freezing it: %s", cg->path, fe.msg);
     pid_t *pids = NULL;
@@ -1693,7 +1699,8 @@ int cgroup_signal_all(struct cgroup *cg, int sig, ka_err *e)
         if (kill(pids[i], sig) < 0 && errno != ESRCH)
             log_warn(SUB, "kill(%d, %d) in %s: %s", (int)pids[i], sig, cg->path, strerror(errno));
     free(pids);
-    if (frozen && cgroup_freeze(cg, false, &fe) < 0)
+    /* ... except after SIGKILL: frozen processes (v1) would not die until thawed */
+    if (frozen && (!was_frozen || sig == SIGKILL) && cgroup_freeze(cg, false, &fe) < 0)
         log_warn(SUB, "%s", fe.msg);
     return rc;
 }

@@ -284,7 +284,8 @@ void child_main(const struct spawn_cfg *cfg, int fd)
         die(errno, "become root in the user namespace");
 
     join_namespaces(cfg);
-    /* rooted at the container's cgroup: on v1 the parent moved us there before GO (on v2 we were born there) */
+    /* rooted at the container's cgroup: on v1 the parent moved us there before GO (on v2 we were born there)
+     */
     if (cfg->late_cgroupns && unshare(CLONE_NEWCGROUP) < 0)
         die(errno, "unshare the cgroup namespace");
     if ((cfg->clone_flags & CLONE_NEWUTS) && cfg->hostname &&

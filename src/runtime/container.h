@@ -38,9 +38,9 @@ struct container {
     struct storage_refs refs;
     struct seccomp_prog *seccomp;
     struct hook_list hooks_create_container, hooks_start_container, hooks_prestart, hooks_poststart,
-        hooks_poststop; /* spec hooks + guest hooks, borrowed pointers */
-    char *state_json;   /* for the hooks run inside the container */
-    struct ctr_op *op;  /* the asynchronous operation in progress, if any */
+        hooks_poststop;    /* spec hooks + guest hooks, borrowed pointers */
+    char *state_json;      /* for the hooks run inside the container */
+    struct ctr_op *op;     /* the asynchronous operation in progress, if any */
     struct oom_watch *oom; /* OOM kill watch, while running (not for the sandbox container) */
 };
 

@@ -100,13 +100,16 @@ def test_small_file_mode_owner_and_parents(f):
     f.copy(p, b"::1 localhost\n", mode=0o644, uid=-1, gid=-1)
     st = os.stat(f.host(p))
     assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o644, 0, 0)
+    # no dir_mode: created parents get 0755 (upstream would chmod them to 0)
+    f.copy(f"{BASE}/nomode/x", b"1", dir_mode=0)
+    assert stat.S_IMODE(os.stat(f.host(f"{BASE}/nomode")).st_mode) == 0o755
     # an empty file is one request
     f.copy(f"{BASE}/empty", b"")
     assert os.path.getsize(f.host(f"{BASE}/empty")) == 0
     # set-id bits are kept, as upstream (the host decides)
     f.copy(f"{BASE}/suid", b"#!/bin/sh\n", mode=0o104755, uid=0, gid=0)
     assert stat.S_IMODE(os.stat(f.host(f"{BASE}/suid")).st_mode) == 0o4755
-    assert listing(f.host(BASE)) == ["empty", "shared", "shared/containers",
+    assert listing(f.host(BASE)) == ["empty", "nomode", "nomode/x", "shared", "shared/containers",
                                      "shared/containers/c1-0123456789abcdef-hosts", "suid"]
 
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,9 +13,16 @@
 #include "guest/volume.h"
 #include "loop/loop.h"
 #include "util/fs.h"
+#include "util/log.h"
 #include "unit.h"
 
 static char g_dir[128];
+
+/* Log lines go to stderr: stdout is TAP. */
+__attribute__((constructor)) static void logs_to_stderr(void)
+{
+    ka_log_set_fd(2);
+}
 
 static const char *tmp(const char *name)
 {
@@ -433,6 +441,134 @@ TEST(volume_stats)
     CHECK_INT(e.status, KA_NOT_FOUND);
 }
 
+/* ---- ResizeVolume's child handling, with stand-in tools on the file system holding /tmp ---- */
+
+struct result {
+    int calls;
+    bool failed;
+    ka_err err;
+};
+
+static void on_done(void *arg, const ka_err *err)
+{
+    struct result *r = arg;
+    r->calls++;
+    r->failed = err != NULL;
+    if (err)
+        r->err = *err;
+}
+
+static bool run_until_done(struct loop *l, const int *calls)
+{
+    ka_err e;
+    uint64_t deadline = loop_now_ns() + 10ull * 1000000000ull;
+    while (*calls == 0 && loop_now_ns() < deadline)
+        if (loop_run_once(l, 50, &e) < 0)
+            return false;
+    return *calls != 0;
+}
+
+/* Stand-ins for resize2fs and xfs_growfs: behaviour from <dir>/mode, arguments to <dir>/args. */
+static void write_tools(void)
+{
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "#!/bin/sh\n"
+             "echo \"$0 $*\" > %s/args\n"
+             "case $(cat %s/mode) in\n"
+             "fail) i=0; while [ $i -lt 100 ]; do echo \"noise $i\" >&2; i=$((i+1)); done;"
+             " echo 'resize2fs: Permission denied to resize filesystem' >&2; exit 3;;\n"
+             "slow) echo $$ > %s/pid; exec sleep 30;;\n"
+             "esac\n"
+             "echo resized\n",
+             g_dir, g_dir, g_dir);
+    ka_err e;
+    mkdir(tmp("tools"), 0755);
+    if (fs_create_file(tmp("tools/resize2fs"), text, (size_t)-1, 0755, &e) < 0 ||
+        fs_create_file(tmp("tools/xfs_growfs"), text, (size_t)-1, 0755, &e) < 0)
+        printf("# %s\n", e.msg);
+}
+
+static void set_mode(const char *mode)
+{
+    fs_create_file(tmp("mode"), mode, (size_t)-1, 0644, &(ka_err){0});
+}
+
+TEST(resize_runs_the_tool_from_the_loop)
+{
+    setup();
+    ka_err e;
+    struct loop *l = loop_new(&e);
+    CHECK(l && loop_children_init(l, &e) == 0);
+    write_tools();
+    struct volume_resize_opts o = {.tool_dirs = tmp("tools")};
+    struct result r = {0};
+    set_mode("ok");
+    struct volume_resize *vr = volume_resize_async(l, &o, g_dir, 0, on_done, &r, &e);
+    if (!vr && e.status == KA_FAILED_PRECONDITION) {
+        printf("# skip: /tmp is not on ext2/3/4 or xfs with a device node: %s\n", e.msg);
+        loop_free(l);
+        teardown();
+        return;
+    }
+    if (!vr)
+        printf("# %s (%s)\n", e.msg, ka_status_name(e.status));
+    CHECK(vr != NULL);
+    CHECK(run_until_done(l, &r.calls));
+    CHECK(r.calls == 1 && !r.failed);
+    char *args = slurp(tmp("args"));
+    CHECK(args && (strstr(args, "/resize2fs /dev/") || strstr(args, "/xfs_growfs -d /")));
+    printf("# ran: %s", args ? args : "(nothing)\n");
+    free(args);
+    /* failure: status and the tail of the output */
+    set_mode("fail");
+    r = (struct result){0};
+    CHECK(volume_resize_async(l, &o, g_dir, 0, on_done, &r, &e) != NULL);
+    CHECK(run_until_done(l, &r.calls));
+    CHECK(r.failed && r.err.status == KA_INTERNAL);
+    CHECK(strstr(r.err.msg, "exit status 3") && strstr(r.err.msg, "Permission denied to resize"));
+    CHECK(strlen(r.err.msg) < 700);
+    /* cancel kills the tool; done is not called */
+    set_mode("slow");
+    r = (struct result){0};
+    vr = volume_resize_async(l, &o, g_dir, 0, on_done, &r, &e);
+    CHECK(vr != NULL);
+    char *pid = NULL;
+    for (int i = 0; i < 200 && !(pid = slurp(tmp("pid"))); i++)
+        loop_run_once(l, 10, &e);
+    CHECK(pid != NULL);
+    volume_resize_cancel(vr);
+    bool gone = false;
+    for (int i = 0; i < 200 && pid && !gone; i++) {
+        loop_run_once(l, 10, &e);
+        gone = kill(atoi(pid), 0) < 0 && errno == ESRCH;
+    }
+    CHECK(gone);
+    CHECK_INT(r.calls, 0);
+    free(pid);
+    /* the device is smaller than asked: refused before anything runs */
+    CHECK(volume_resize_async(l, &o, g_dir, 1ull << 60, on_done, &r, &e) == NULL);
+    if (e.errnum == EPERM || e.errnum == EACCES) /* the root disk may be closed to us (device cgroup) */
+        printf("# cannot read the device size here: %s\n", e.msg);
+    else
+        CHECK(e.status == KA_FAILED_PRECONDITION && strstr(e.msg, "fewer than the requested"));
+    /* no tool */
+    struct volume_resize_opts none = {.tool_dirs = tmp("outside")};
+    CHECK(volume_resize_async(l, &none, g_dir, 0, on_done, &r, &e) == NULL);
+    CHECK(e.status == KA_FAILED_PRECONDITION && strstr(e.msg, "is not installed"));
+    /* not a block file system; missing; relative */
+    CHECK(volume_resize_async(l, &o, "/proc", 0, on_done, &r, &e) == NULL);
+    CHECK(e.status == KA_FAILED_PRECONDITION || e.status == KA_NOT_FOUND);
+    CHECK(volume_resize_async(l, &o, "/nonexistent", 0, on_done, &r, &e) == NULL);
+    CHECK_INT(e.status, KA_NOT_FOUND);
+    CHECK(volume_resize_async(l, &o, "tmp", 0, on_done, &r, &e) == NULL);
+    CHECK_INT(e.status, KA_INVALID_ARGUMENT);
+    CHECK_INT(r.calls, 0);
+    loop_free(l);
+    teardown();
+}
+
 RUN(split_paths, escapes_are_refused, magic_links_are_refused, final_symlink_is_replaced_not_followed,
     parents_created_with_dir_mode, chunked_transfer_tmpfile, chunked_transfer_named_temp,
-    stale_and_abandoned_transfers_leave_nothing, directories_and_symlinks, mountinfo_lookup, volume_stats)
+    stale_and_abandoned_transfers_leave_nothing, directories_and_symlinks, mountinfo_lookup, volume_stats,
+    resize_runs_the_tool_from_the_loop)
