@@ -133,18 +133,7 @@ static void err_text(const struct ipt_job *j, char *out, size_t outsz)
 static void err_add(struct ipt_job *j, const char *d, size_t n)
 {
     j->err_total += n;
-    if (n >= ERR_TAIL) {
-        memcpy(j->err, d + n - ERR_TAIL, ERR_TAIL);
-        j->err_len = ERR_TAIL;
-        return;
-    }
-    if (j->err_len + n > ERR_TAIL) {
-        size_t drop = j->err_len + n - ERR_TAIL;
-        memmove(j->err, j->err + drop, j->err_len - drop);
-        j->err_len -= drop;
-    }
-    memcpy(j->err + j->err_len, d, n);
-    j->err_len += n;
+    tail_append(j->err, sizeof(j->err), &j->err_len, d, n);
 }
 
 /* ---- output ---- */

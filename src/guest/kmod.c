@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../util/buf.h"
 #include "../util/cleanup.h"
 #include "../util/log.h"
 
@@ -44,20 +45,8 @@ struct kmod_load {
 
 static void stream_append(struct kmod_stream *s, const char *data, size_t n)
 {
-    if (n >= s->cap) {
-        memcpy(s->buf, data + n - s->cap, s->cap);
-        s->len = s->cap;
+    if (tail_append(s->buf, s->cap, &s->len, data, n))
         s->truncated = true;
-        return;
-    }
-    if (s->len + n > s->cap) {
-        size_t drop = s->len + n - s->cap;
-        memmove(s->buf, s->buf + drop, s->len - drop);
-        s->len -= drop;
-        s->truncated = true;
-    }
-    memcpy(s->buf + s->len, data, n);
-    s->len += n;
 }
 
 /* Read what is there (a bounded amount); true at EOF or on a read error. */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../util/cleanup.h"
+#include "../util/fs.h"
 #include "../util/log.h"
 
 #define SUB            "storage"
@@ -343,24 +344,9 @@ static int openat2_beneath(int dirfd, const char *name, int flags, mode_t mode)
 static int normalize_mount_point(const char *base, const char *in, char out[PATH_MAX], const char **rel,
                                  ka_err *e)
 {
-    if (in[0] != '/')
-        return ka_fail(e, KA_INVALID_ARGUMENT, "mount point '%s' is not an absolute path", in);
-    size_t len = 0;
-    for (const char *p = in; *p;) {
-        size_t cl = strcspn(p, "/");
-        if (cl == 2 && p[0] == '.' && p[1] == '.')
-            return ka_fail(e, KA_INVALID_ARGUMENT, "mount point %s must not contain '..'", in);
-        if (cl > 0 && !(cl == 1 && p[0] == '.')) {
-            if (len + 1 + cl >= PATH_MAX)
-                return ka_fail(e, KA_INVALID_ARGUMENT, "mount point %s is too long", in);
-            out[len++] = '/';
-            memcpy(out + len, p, cl);
-            len += cl;
-        }
-        p += cl;
-        p += strspn(p, "/");
-    }
-    out[len] = '\0';
+    if (fs_normalize_path("mount point", in, out, e) < 0)
+        return -1;
+    size_t len = strlen(out);
     size_t bl = strlen(base);
     if (len <= bl + 1 || strncmp(out, base, bl) != 0 || out[bl] != '/')
         return ka_fail(e, KA_INVALID_ARGUMENT, "mount point %s is outside %s", in, *base ? base : "/");

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../util/buf.h"
 #include "../util/cleanup.h"
 #include "../util/fs.h"
 #include "../util/log.h"
@@ -233,20 +234,8 @@ struct volume_resize {
 
 static void tail_add(struct volume_resize *r, const char *p, size_t n)
 {
-    if (n >= TAIL_MAX) {
-        memcpy(r->tail, p + n - TAIL_MAX, TAIL_MAX);
-        r->tail_len = TAIL_MAX;
+    if (tail_append(r->tail, sizeof(r->tail), &r->tail_len, p, n))
         r->truncated = true;
-        return;
-    }
-    if (r->tail_len + n > TAIL_MAX) {
-        size_t drop = r->tail_len + n - TAIL_MAX;
-        memmove(r->tail, r->tail + drop, r->tail_len - drop);
-        r->tail_len -= drop;
-        r->truncated = true;
-    }
-    memcpy(r->tail + r->tail_len, p, n);
-    r->tail_len += n;
 }
 
 static void io_close(struct volume_resize *r)

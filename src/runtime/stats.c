@@ -1280,30 +1280,6 @@ static int remount_parse(const Grpc__Storage *st, struct remount_opts *o, ka_err
     return 0;
 }
 
-/* "/a//./b/" -> "/a/b"; ".." refused. */
-static int normalize_path(const char *in, char out[PATH_MAX], ka_err *e)
-{
-    if (in[0] != '/')
-        return ka_fail(e, KA_INVALID_ARGUMENT, "mount point '%s' is not an absolute path", in);
-    size_t len = 0;
-    for (const char *p = in; *p;) {
-        size_t cl = strcspn(p, "/");
-        if (cl == 2 && p[0] == '.' && p[1] == '.')
-            return ka_fail(e, KA_INVALID_ARGUMENT, "mount point %s must not contain '..'", in);
-        if (cl > 0 && !(cl == 1 && p[0] == '.')) {
-            if (len + 1 + cl >= PATH_MAX)
-                return ka_fail(e, KA_INVALID_ARGUMENT, "mount point %s is too long", in);
-            out[len++] = '/';
-            memcpy(out + len, p, cl);
-            len += cl;
-        }
-        p += cl;
-        p += strspn(p, "/");
-    }
-    out[len] = '\0';
-    return 0;
-}
-
 static bool refs_have(const struct storage_refs *r, const char *mp)
 {
     for (size_t i = 0; i < r->n; i++)
@@ -1370,7 +1346,7 @@ static int ephemeral_check(struct sandbox *sb, const Grpc__Storage *st, struct r
     if (st->fstype[0] && strcmp(st->fstype, "tmpfs") != 0)
         return ka_fail(e, KA_INVALID_ARGUMENT, "ephemeral storage fstype '%s' is not supported (tmpfs only)",
                        st->fstype);
-    if (normalize_path(st->mount_point, mp, e) < 0 || remount_parse(st, o, e) < 0)
+    if (fs_normalize_path("mount point", st->mount_point, mp, e) < 0 || remount_parse(st, o, e) < 0)
         return -1;
     if (!sandbox_has_storage(sb, mp))
         return ka_fail(e, KA_NOT_FOUND, "%s is not the mount point of a storage of this sandbox", mp);

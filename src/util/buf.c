@@ -74,3 +74,23 @@ void kbuf_free(struct kbuf *b)
     b->data = NULL;
     b->off = b->len = b->cap = 0;
 }
+
+bool tail_append(char *buf, size_t cap, size_t *len, const char *data, size_t n)
+{
+    if (n >= cap) {
+        memcpy(buf, data + n - cap, cap);
+        bool dropped = n > cap || *len > 0;
+        *len = cap;
+        return dropped;
+    }
+    bool dropped = false;
+    if (*len + n > cap) {
+        size_t drop = *len + n - cap;
+        memmove(buf, buf + drop, *len - drop);
+        *len -= drop;
+        dropped = true;
+    }
+    memcpy(buf + *len, data, n);
+    *len += n;
+    return dropped;
+}

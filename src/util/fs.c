@@ -118,6 +118,29 @@ int fs_read_file(const char *path, char **out, size_t *len, ka_err *e)
     return fs_read_file_at(AT_FDCWD, path, out, len, e);
 }
 
+int fs_normalize_path(const char *what, const char *in, char *out, ka_err *e)
+{
+    if (in[0] != '/')
+        return ka_fail(e, KA_INVALID_ARGUMENT, "%s '%s' is not an absolute path", what, in);
+    size_t len = 0;
+    for (const char *p = in; *p;) {
+        size_t cl = strcspn(p, "/");
+        if (cl == 2 && p[0] == '.' && p[1] == '.')
+            return ka_fail(e, KA_INVALID_ARGUMENT, "%s %s must not contain '..'", what, in);
+        if (cl > 0 && !(cl == 1 && p[0] == '.')) {
+            if (len + 1 + cl >= PATH_MAX)
+                return ka_fail(e, KA_INVALID_ARGUMENT, "%s %s is too long", what, in);
+            out[len++] = '/';
+            memcpy(out + len, p, cl);
+            len += cl;
+        }
+        p += cl;
+        p += strspn(p, "/");
+    }
+    out[len] = '\0';
+    return 0;
+}
+
 static int remove_at(int parent, const char *name, dev_t dev, int depth, ka_err *e)
 {
     struct stat st;

@@ -16,5 +16,8 @@ int fs_create_file(const char *path, const char *data, size_t len, mode_t mode, 
 /* Read a whole (small) file into a NUL-terminated malloc'd buffer. *len may be NULL. */
 int fs_read_file(const char *path, char **out, size_t *len, ka_err *e);
 int fs_read_file_at(int dirfd, const char *path, char **out, size_t *len, ka_err *e);
+/* "/a//./b/" -> "/a/b" into out (PATH_MAX bytes); relative paths and ".." components are refused
+ * (INVALID_ARGUMENT "<what> '<in>' is not an absolute path" / "<what> <in> must not contain '..'"). */
+int fs_normalize_path(const char *what, const char *in, char *out, ka_err *e);
 /* rm -rf that never crosses a mount point (it stops with an error instead). */
 int fs_remove_tree(const char *path, ka_err *e);

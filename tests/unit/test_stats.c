@@ -296,10 +296,10 @@ TEST(remount_options)
     st.options = opts3;
     CHECK(remount_parse(&st, &o, &e) < 0 && e.status == KA_INVALID_ARGUMENT && strstr(e.msg, "rbind"));
     char out[PATH_MAX];
-    NEED(normalize_path("/run//kata-containers/./sandbox/shm/", out, &e) == 0);
+    NEED(fs_normalize_path("mount point", "/run//kata-containers/./sandbox/shm/", out, &e) == 0);
     CHECK_STR(out, "/run/kata-containers/sandbox/shm");
-    CHECK(normalize_path("/run/kata-containers/../etc", out, &e) < 0);
-    CHECK(normalize_path("run/x", out, &e) < 0);
+    CHECK(fs_normalize_path("mount point", "/run/kata-containers/../etc", out, &e) < 0);
+    CHECK(fs_normalize_path("mount point", "run/x", out, &e) < 0);
 }
 
 /* ---- OOM watches on fake cgroup directories ---- */
