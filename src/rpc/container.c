@@ -104,6 +104,15 @@ void rpc_exec_process(struct ttrpc_call *c, void *req)
     op_started(c, rc, op, &e);
 }
 
+/* ---- SignalProcess: exec_id "" signals every process, with the cgroup frozen meanwhile; answered when the
+ * whole sequence is over. A cancelled call finishes it at once (every process signalled, thawed again unless
+ * the container was paused). ---- */
+
+static void signal_cancel(struct ttrpc_call *c)
+{
+    container_freeze_cancel(c->data);
+}
+
 void rpc_signal_process(struct ttrpc_call *c, void *req)
 {
     const Grpc__SignalProcessRequest *r = req;
@@ -111,10 +120,17 @@ void rpc_signal_process(struct ttrpc_call *c, void *req)
     if (!ctr)
         return;
     ka_err e;
-    if (container_signal(ctr, r->exec_id, r->signal, &e) < 0)
+    struct ctr_freeze *op = NULL;
+    int rc = r->exec_id[0] ? container_signal(ctr, r->exec_id, r->signal, &e)
+                           : container_signal_all(ctr, r->signal, op_done, c, &op, &e);
+    if (rc < 0) {
         ttrpc_reply_err(c, &e);
-    else
+    } else if (!op) {
         ttrpc_reply(c, NULL);
+    } else {
+        c->data = op;
+        c->cancel = signal_cancel;
+    }
 }
 
 /* ---- WaitProcess: a long-poll answered when the process exits ---- */

@@ -1,5 +1,6 @@
 /* Container management RPCs: UpdateContainer, StatsContainer, PauseContainer, ResumeContainer,
- * UpdateEphemeralMounts, RemoveStaleVirtiofsShareMounts. Thin: look up, call src/runtime/stats.c, answer. */
+ * UpdateEphemeralMounts, RemoveStaleVirtiofsShareMounts. Thin: look up, call src/runtime/stats.c (pause and
+ * resume: src/runtime/container.c), answer now or when the operation completes. */
 #include "agent.pb-c.h"
 #include "rpc.h"
 #include "../runtime/container.h"
@@ -49,14 +50,41 @@ void rpc_stats_container(struct ttrpc_call *c, void *req)
     stats_free(s);
 }
 
+/* ---- PauseContainer, ResumeContainer: answered when the freezer state is reached (src/runtime/container.c).
+ * A cancelled call (disconnect, timeout_nano) leaves the container thawed: a pause is undone, a resume
+ * stands. ---- */
+
+static void freeze_done(void *arg, const ka_err *err)
+{
+    struct ttrpc_call *c = arg;
+    reply_rc(c, err ? -1 : 0, err);
+}
+
+static void freeze_cancel(struct ttrpc_call *c)
+{
+    container_freeze_cancel(c->data);
+}
+
+static void freeze_started(struct ttrpc_call *c, int rc, struct ctr_freeze *op, const ka_err *e)
+{
+    if (rc < 0) {
+        ttrpc_reply_err(c, e);
+        return;
+    }
+    c->data = op;
+    c->cancel = freeze_cancel;
+}
+
 void rpc_pause_container(struct ttrpc_call *c, void *req)
 {
     const Grpc__PauseContainerRequest *r = req;
     struct container *ctr = find(c, r->container_id);
     if (!ctr)
         return;
+    struct ctr_freeze *op = NULL;
     ka_err e;
-    reply_rc(c, ctr_pause(ctr, &e), &e);
+    int rc = container_pause(ctr, freeze_done, c, &op, &e);
+    freeze_started(c, rc, op, &e);
 }
 
 void rpc_resume_container(struct ttrpc_call *c, void *req)
@@ -65,8 +93,10 @@ void rpc_resume_container(struct ttrpc_call *c, void *req)
     struct container *ctr = find(c, r->container_id);
     if (!ctr)
         return;
+    struct ctr_freeze *op = NULL;
     ka_err e;
-    reply_rc(c, ctr_resume(ctr, &e), &e);
+    int rc = container_resume(ctr, freeze_done, c, &op, &e);
+    freeze_started(c, rc, op, &e);
 }
 
 void rpc_update_ephemeral_mounts(struct ttrpc_call *c, void *req)

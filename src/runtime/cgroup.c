@@ -21,14 +21,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../loop/loop.h"
 #include "../util/cleanup.h"
 #include "../util/fs.h"
 #include "../util/log.h"
 
 #define SUB            "cgroups"
 #define WAIT_MS        2000 /* freezer state changes */
-#define RMDIR_RETRIES  5    /* EBUSY right after a kill: 10, 20, 40, 80, 160 ms (as runc) */
-#define MAX_DEPTH      64   /* nested cgroups walked by pids/destroy */
+#define STEP_MAX_MS    10   /* between two checks of the freezer state: 1, 2, 4, 8, 10, 10... ms */
+#define REWRITE_MS     100  /* v1: FROZEN is written again this often while a freeze is waited for */
+#define MS_NS          1000000ULL
+#define MAX_DEPTH      64 /* nested cgroups walked by pids/destroy */
 #define HUGEPAGES_DIR  "/sys/kernel/mm/hugepages"
 #define ACC_ALL        (BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE | BPF_DEVCG_ACC_MKNOD)
 #define CPU_PERIOD_MIN 1000ULL /* µs, kernel limits of cfs_period_us / cpu.max */
@@ -461,18 +464,21 @@ struct cgroup {
     enum cgroup_mode mode;
     char *path;
     size_t n;
-    char **names; /* per hierarchy: mount point basename ("" on v2) */
-    char **dirs;  /* per hierarchy: this cgroup's directory */
-    char **ctls;  /* per hierarchy: its controllers */
-    int v2fd;     /* v2: O_RDONLY directory fd (clone3 CLONE_INTO_CGROUP, BPF attach) */
-    int bpf_fd;   /* v2: our attached device program, -1 if none */
-    bool frozen;  /* frozen by cgroup_freeze (PauseContainer) */
+    char **names;                  /* per hierarchy: mount point basename ("" on v2) */
+    char **dirs;                   /* per hierarchy: this cgroup's directory */
+    char **ctls;                   /* per hierarchy: its controllers */
+    int v2fd;                      /* v2: O_RDONLY directory fd (clone3 CLONE_INTO_CGROUP, BPF attach) */
+    int bpf_fd;                    /* v2: our attached device program, -1 if none */
+    bool frozen;                   /* frozen by a successful freeze (PauseContainer, a signal sequence) */
+    struct cgroup_freeze_op *busy; /* the freeze or thaw in progress, if any */
     const struct cg_ops *ops;
 };
 
 struct cg_ops {
     int (*apply)(struct cgroup *cg, const Grpc__LinuxResources *r, bool update, ka_err *e);
-    int (*freeze)(struct cgroup *cg, bool frozen, ka_err *e);
+    int (*freeze_write)(struct cgroup *cg, bool frozen, ka_err *e);
+    /* Is the wanted state reached? state: what was read, for the timeout message. */
+    int (*freeze_check)(struct cgroup *cg, bool frozen, bool *reached, char *state, size_t n, ka_err *e);
     /* SIGKILL everything at once without freezing; 1 = not available here. */
     int (*kill_all)(struct cgroup *cg, ka_err *e);
     const char *(*procs_dir)(const struct cgroup *cg);
@@ -1508,70 +1514,227 @@ int cgroup_apply(struct cgroup *cg, const Grpc__LinuxResources *res, bool update
  * Freezing
  * ====================================================================================================== */
 
-static int v1_freeze(struct cgroup *cg, bool frozen, ka_err *e)
+static const char *v1_freezer_dir(struct cgroup *cg, ka_err *e)
 {
     const char *d = cgroup_controller_dir(cg, "freezer");
     if (!d)
-        return ka_fail(e, KA_FAILED_PRECONDITION, "no freezer cgroup hierarchy for %s", cg->path);
-    const char *want = frozen ? "FROZEN" : "THAWED";
-    for (long waited = 0, step = 1;; waited += step, step = step < 10 ? step * 2 : 10) {
-        /* (Re)write the state now and then: a freeze can stall on a task in an uninterruptible sleep. */
-        if ((waited == 0 || (frozen && waited % 100 < step)) && wr(d, "freezer.state", want, false, e) < 0)
-            return -1;
-        cleanup_free char *st = NULL;
-        if (rd(d, "freezer.state", &st, e) < 0)
-            return -1;
-        if (strcmp(st, want) == 0)
-            return 0;
-        if (waited >= WAIT_MS) {
-            if (frozen)
-                wr(d, "freezer.state", "THAWED", false, e);
-            return ka_fail(e, KA_DEADLINE_EXCEEDED, "%s: freezer state is %s, not %s after %d ms", cg->path,
-                           st, want, WAIT_MS);
-        }
-        sleep_ms(step);
-    }
+        ka_fail(e, KA_FAILED_PRECONDITION, "no freezer cgroup hierarchy for %s", cg->path);
+    return d;
 }
 
-static int v2_frozen(const char *d, int *frozen, ka_err *e)
+static int v1_freeze_write(struct cgroup *cg, bool frozen, ka_err *e)
+{
+    const char *d = v1_freezer_dir(cg, e);
+    return d ? wr(d, "freezer.state", frozen ? "FROZEN" : "THAWED", false, e) : -1;
+}
+
+static int v1_freeze_check(struct cgroup *cg, bool frozen, bool *reached, char *state, size_t n, ka_err *e)
+{
+    const char *d = v1_freezer_dir(cg, e);
+    cleanup_free char *st = NULL;
+    if (!d || rd(d, "freezer.state", &st, e) < 0)
+        return -1;
+    snprintf(state, n, "%s", st);
+    *reached = strcmp(st, frozen ? "FROZEN" : "THAWED") == 0;
+    return 0;
+}
+
+static int v2_freeze_write(struct cgroup *cg, bool frozen, ka_err *e)
+{
+    return wr(cg->dirs[0], "cgroup.freeze", frozen ? "1" : "0", false, e);
+}
+
+static int v2_freeze_check(struct cgroup *cg, bool frozen, bool *reached, char *state, size_t n, ka_err *e)
 {
     cleanup_free char *ev = NULL;
+    const char *d = cg->dirs[0];
     if (rd(d, "cgroup.events", &ev, e) < 0)
         return -1;
     const char *p = strstr(ev, "frozen ");
     if (!p)
         return ka_fail(e, KA_INTERNAL, "%s/cgroup.events has no 'frozen' entry", d);
-    *frozen = p[7] == '1';
+    snprintf(state, n, "frozen %c", p[7]);
+    *reached = (p[7] == '1') == frozen;
     return 0;
 }
 
-static int v2_freeze(struct cgroup *cg, bool frozen, ka_err *e)
+/* One freeze or thaw being waited for; shared by the blocking and the loop variants. */
+struct freeze_poll {
+    struct cgroup *cg;
+    bool want;
+    uint64_t start_ns, rewrite_ns;
+    long step_ms; /* until the next check */
+    char state[32];
+};
+
+static int freeze_begin(struct freeze_poll *p, struct cgroup *cg, bool want, ka_err *e)
 {
-    const char *d = cg->dirs[0];
-    if (wr(d, "cgroup.freeze", frozen ? "1" : "0", false, e) < 0)
-        return -1;
-    for (long waited = 0, step = 1;; waited += step, step = step < 10 ? step * 2 : 10) {
-        int now = 0;
-        if (v2_frozen(d, &now, e) < 0)
+    memset(p, 0, sizeof(*p));
+    p->cg = cg;
+    p->want = want;
+    p->step_ms = 1;
+    p->start_ns = loop_now_ns();
+    p->rewrite_ns = p->start_ns + REWRITE_MS * MS_NS;
+    return cg->ops->freeze_write(cg, want, e);
+}
+
+/* Delay before the next check (1, 2, 4, 8, 10, 10... ms). */
+static uint64_t freeze_next_ns(struct freeze_poll *p)
+{
+    long ms = p->step_ms;
+    p->step_ms = ms * 2 < STEP_MAX_MS ? ms * 2 : STEP_MAX_MS;
+    return (uint64_t)ms * MS_NS;
+}
+
+static int freeze_timeout(struct freeze_poll *p, ka_err *e)
+{
+    struct cgroup *cg = p->cg;
+    ka_err ignored;
+    if (p->want) /* do not leave it half frozen */
+        cg->ops->freeze_write(cg, false, &ignored);
+    if (cg->mode == CGROUP_V1)
+        return ka_fail(e, KA_DEADLINE_EXCEEDED, "%s: freezer state is %s, not %s after %d ms", cg->path,
+                       p->state, p->want ? "FROZEN" : "THAWED", WAIT_MS);
+    return ka_fail(e, KA_DEADLINE_EXCEEDED, "%s: not %s after %d ms", cg->path, p->want ? "frozen" : "thawed",
+                   WAIT_MS);
+}
+
+/* 1: the state is reached; 0: not yet, check again after freeze_next_ns(); -1: failed (also after WAIT_MS).
+ */
+static int freeze_check(struct freeze_poll *p, ka_err *e)
+{
+    struct cgroup *cg = p->cg;
+    uint64_t now = loop_now_ns();
+    /* (Re)write FROZEN now and then: a v1 freeze can stall on a task in an uninterruptible sleep. */
+    if (cg->mode == CGROUP_V1 && p->want && now >= p->rewrite_ns) {
+        p->rewrite_ns = now + REWRITE_MS * MS_NS;
+        if (cg->ops->freeze_write(cg, true, e) < 0)
             return -1;
-        if (now == frozen)
-            return 0;
-        if (waited >= WAIT_MS) {
-            if (frozen)
-                wr(d, "cgroup.freeze", "0", false, e);
-            return ka_fail(e, KA_DEADLINE_EXCEEDED, "%s: not %s after %d ms", cg->path,
-                           frozen ? "frozen" : "thawed", WAIT_MS);
-        }
-        sleep_ms(step);
     }
+    bool reached = false;
+    if (cg->ops->freeze_check(cg, p->want, &reached, p->state, sizeof(p->state), e) < 0)
+        return -1;
+    if (reached)
+        return 1;
+    return now - p->start_ns >= WAIT_MS * MS_NS ? freeze_timeout(p, e) : 0;
+}
+
+static int busy_err(struct cgroup *cg, ka_err *e)
+{
+    return ka_fail(e, KA_FAILED_PRECONDITION, "cgroup %s: a freeze or thaw is already in progress", cg->path);
 }
 
 int cgroup_freeze(struct cgroup *cg, bool frozen, ka_err *e)
 {
-    if (cg->ops->freeze(cg, frozen, e) < 0)
+    struct freeze_poll p;
+    int r = cg->busy ? busy_err(cg, e) : freeze_begin(&p, cg, frozen, e);
+    while (r == 0 && (r = freeze_check(&p, e)) == 0)
+        sleep_ms((long)(freeze_next_ns(&p) / MS_NS));
+    if (r < 0)
         return ka_wrap(e, "%s cgroup", frozen ? "freeze" : "thaw");
     cg->frozen = frozen;
     return 0;
+}
+
+bool cgroup_is_frozen(const struct cgroup *cg)
+{
+    return cg->frozen;
+}
+
+/* ---- the same from the event loop ---- */
+
+struct cgroup_freeze_op {
+    struct freeze_poll p;
+    struct loop *l;
+    struct loop_timer timer;
+    struct loop_defer now; /* reports a result found at once */
+    int result;            /* for the deferred report: 1 or -1 */
+    bool was_frozen;
+    ka_err err;
+    cgroup_done_cb done;
+    void *arg;
+};
+
+static void freeze_op_finish(struct cgroup_freeze_op *op, int r)
+{
+    cgroup_done_cb done = op->done;
+    void *arg = op->arg;
+    bool want = op->p.want;
+    ka_err err = op->err;
+    op->p.cg->busy = NULL;
+    if (r > 0)
+        op->p.cg->frozen = want;
+    free(op);
+    if (r < 0)
+        ka_wrap(&err, "%s cgroup", want ? "freeze" : "thaw");
+    done(arg, r < 0 ? &err : NULL);
+}
+
+static void freeze_op_tick(struct loop_timer *t)
+{
+    struct cgroup_freeze_op *op = container_of(t, struct cgroup_freeze_op, timer);
+    int r = freeze_check(&op->p, &op->err);
+    if (r == 0)
+        loop_timer_start(op->l, &op->timer, freeze_next_ns(&op->p));
+    else
+        freeze_op_finish(op, r);
+}
+
+static void freeze_op_deferred(struct loop_defer *d)
+{
+    struct cgroup_freeze_op *op = container_of(d, struct cgroup_freeze_op, now);
+    freeze_op_finish(op, op->result);
+}
+
+struct cgroup_freeze_op *cgroup_freeze_async(struct loop *l, struct cgroup *cg, bool frozen,
+                                             cgroup_done_cb done, void *arg, ka_err *e)
+{
+    if (cg->busy) {
+        busy_err(cg, e);
+        ka_wrap(e, "%s cgroup", frozen ? "freeze" : "thaw");
+        return NULL;
+    }
+    struct cgroup_freeze_op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        ka_fail_errno(e, ENOMEM, "cgroups");
+        return NULL;
+    }
+    op->l = l;
+    op->done = done;
+    op->arg = arg;
+    op->was_frozen = cg->frozen;
+    loop_timer_init(&op->timer, freeze_op_tick);
+    loop_defer_init(&op->now, freeze_op_deferred);
+    if (freeze_begin(&op->p, cg, frozen, e) < 0) {
+        free(op);
+        ka_wrap(e, "%s cgroup", frozen ? "freeze" : "thaw");
+        return NULL;
+    }
+    cg->busy = op;
+    op->result = freeze_check(&op->p, &op->err);
+    if (op->result == 0)
+        loop_timer_start(l, &op->timer, freeze_next_ns(&op->p));
+    else
+        loop_defer(l, &op->now);
+    return op;
+}
+
+void cgroup_freeze_cancel(struct cgroup_freeze_op *op)
+{
+    if (!op)
+        return;
+    struct cgroup *cg = op->p.cg;
+    loop_timer_stop(op->l, &op->timer);
+    loop_defer_cancel(&op->now);
+    cg->busy = NULL;
+    if (op->p.want && !op->was_frozen) {
+        ka_err e;
+        if (cg->ops->freeze_write(cg, false, &e) < 0)
+            log_warn(SUB, "undo the freeze of %s: %s", cg->path, e.msg);
+    }
+    if (!op->p.want || !op->was_frozen)
+        cg->frozen = false;
+    free(op);
 }
 
 /* ======================================================================================================
@@ -1679,19 +1842,9 @@ static int v2_kill_all(struct cgroup *cg, ka_err *e)
     return wr(cg->dirs[0], "cgroup.kill", "1", false, e);
 }
 
-int cgroup_signal_all(struct cgroup *cg, int sig, ka_err *e)
+/* Every listed pid; kill errors other than ESRCH are logged. -1 only if the pids cannot be listed. */
+static int signal_pids(struct cgroup *cg, int sig, ka_err *e)
 {
-    if (sig == SIGKILL) {
-        int r = cg->ops->kill_all(cg, e);
-        if (r <= 0)
-            return r < 0 ? ka_wrap(e, "kill cgroup %s", cg->path) : 0;
-    }
-    ka_err fe;
-    /* a paused container stays paused: only a cgroup frozen here is thawed again */
-    bool was_frozen = cg->frozen;
-    bool frozen = was_frozen || cgroup_freeze(cg, true, &fe) == 0;
-    if (!frozen)
-        log_warn(SUB, "signalling %s without freezing it: %s", cg->path, fe.msg);
     pid_t *pids = NULL;
     size_t n = 0;
     int rc = cgroup_pids(cg, &pids, &n, e);
@@ -1699,26 +1852,140 @@ int cgroup_signal_all(struct cgroup *cg, int sig, ka_err *e)
         if (kill(pids[i], sig) < 0 && errno != ESRCH)
             log_warn(SUB, "kill(%d, %d) in %s: %s", (int)pids[i], sig, cg->path, strerror(errno));
     free(pids);
-    /* ... except after SIGKILL: frozen processes (v1) would not die until thawed */
-    if (frozen && (!was_frozen || sig == SIGKILL) && cgroup_freeze(cg, false, &fe) < 0)
-        log_warn(SUB, "%s", fe.msg);
     return rc;
+}
+
+int cgroup_signal_all(struct cgroup *cg, int sig, ka_err *e)
+{
+    if (sig == SIGKILL) {
+        int r = cg->ops->kill_all(cg, e);
+        if (r <= 0)
+            return r < 0 ? ka_wrap(e, "kill cgroup %s", cg->path) : 0;
+    }
+    int rc = signal_pids(cg, sig, e);
+    if (sig == SIGKILL && cg->frozen) { /* frozen processes (v1) would not die until thawed */
+        ka_err te;
+        if (cg->ops->freeze_write(cg, false, &te) < 0)
+            log_warn(SUB, "thaw %s after SIGKILL: %s", cg->path, te.msg);
+        else
+            cg->frozen = false;
+    }
+    return rc;
+}
+
+/* ---- freeze, signal, thaw from the event loop ---- */
+
+struct cgroup_signal_op {
+    struct loop *l;
+    struct cgroup *cg;
+    int sig;
+    struct cgroup_freeze_op *fop; /* our freeze, then our thaw, while in progress */
+    bool signalled;
+    int rc; /* of the signalling */
+    ka_err err;
+    struct loop_defer now; /* reports a sequence that needed no waiting */
+    cgroup_done_cb done;
+    void *arg;
+};
+
+static void signal_op_send(struct cgroup_signal_op *op)
+{
+    op->signalled = true;
+    op->rc = cgroup_signal_all(op->cg, op->sig, &op->err);
+}
+
+static void signal_op_finish(struct cgroup_signal_op *op)
+{
+    cgroup_done_cb done = op->done;
+    void *arg = op->arg;
+    ka_err err = op->err;
+    int rc = op->rc;
+    free(op);
+    done(arg, rc < 0 ? &err : NULL);
+}
+
+static void signal_op_deferred(struct loop_defer *d)
+{
+    signal_op_finish(container_of(d, struct cgroup_signal_op, now));
+}
+
+static void signal_op_thawed(void *arg, const ka_err *err)
+{
+    struct cgroup_signal_op *op = arg;
+    op->fop = NULL;
+    if (err)
+        log_warn(SUB, "%s", err->msg);
+    signal_op_finish(op);
+}
+
+static void signal_op_frozen(void *arg, const ka_err *err)
+{
+    struct cgroup_signal_op *op = arg;
+    op->fop = NULL;
+    if (err) /* the failed freeze was undone */
+        log_warn(SUB, "signalling %s without freezing it: %s", op->cg->path, err->msg);
+    signal_op_send(op);
+    if (!err) { /* thaw what we froze */
+        ka_err te;
+        op->fop = cgroup_freeze_async(op->l, op->cg, false, signal_op_thawed, op, &te);
+        if (op->fop)
+            return;
+        log_warn(SUB, "%s", te.msg);
+    }
+    signal_op_finish(op);
+}
+
+struct cgroup_signal_op *cgroup_signal_all_async(struct loop *l, struct cgroup *cg, int sig,
+                                                 cgroup_done_cb done, void *arg, ka_err *e)
+{
+    struct cgroup_signal_op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        ka_fail_errno(e, ENOMEM, "cgroups");
+        return NULL;
+    }
+    op->l = l;
+    op->cg = cg;
+    op->sig = sig;
+    op->done = done;
+    op->arg = arg;
+    loop_defer_init(&op->now, signal_op_deferred);
+    /* a paused container stays paused: only a cgroup frozen here is thawed again */
+    if (sig != SIGKILL && !cg->frozen && !cg->busy) {
+        ka_err fe;
+        op->fop = cgroup_freeze_async(l, cg, true, signal_op_frozen, op, &fe);
+        if (op->fop)
+            return op;
+        log_warn(SUB, "signalling %s without freezing it: %s", cg->path, fe.msg);
+    }
+    signal_op_send(op);
+    loop_defer(l, &op->now);
+    return op;
+}
+
+void cgroup_signal_cancel(struct cgroup_signal_op *op)
+{
+    if (!op)
+        return;
+    loop_defer_cancel(&op->now);
+    if (!op->signalled) {
+        signal_op_send(op);
+        if (op->rc < 0)
+            log_warn(SUB, "%s", op->err.msg);
+    }
+    cgroup_freeze_cancel(op->fop); /* our freeze is undone; our thaw stays written */
+    free(op);
 }
 
 /* ======================================================================================================
  * Removal
  * ====================================================================================================== */
 
-static int rmdir_retry(const char *dir, const char *path, ka_err *e)
+static int rmdir_once(const char *dir, const char *path, ka_err *e)
 {
-    for (int i = 0;; i++) {
-        if (rmdir(dir) == 0 || errno == ENOENT)
-            return 0;
-        if (errno != EBUSY || i == RMDIR_RETRIES)
-            return ka_fail_errno(e, errno, "remove cgroup %s (%s)%s", path, dir,
-                                 errno == EBUSY ? ": processes remain" : "");
-        sleep_ms(10L << i);
-    }
+    if (rmdir(dir) == 0 || errno == ENOENT)
+        return 0;
+    return ka_fail_errno(e, errno, "remove cgroup %s (%s)%s", path, dir,
+                         errno == EBUSY ? ": processes remain" : "");
 }
 
 /* Children first: a container may have made its own cgroups below its own. */
@@ -1738,7 +2005,7 @@ static int rmdir_tree(const char *dir, const char *path, int depth, ka_err *e)
             rc = rmdir_tree(sub, path, depth + 1, e);
     }
     closedir(d);
-    return rc < 0 ? -1 : rmdir_retry(dir, path, e);
+    return rc < 0 ? -1 : rmdir_once(dir, path, e);
 }
 
 int cgroup_destroy(struct cgroup *cg, ka_err *e)
@@ -1758,14 +2025,16 @@ int cgroup_destroy(struct cgroup *cg, ka_err *e)
 
 static const struct cg_ops v1_ops = {
     .apply = v1_apply,
-    .freeze = v1_freeze,
+    .freeze_write = v1_freeze_write,
+    .freeze_check = v1_freeze_check,
     .kill_all = v1_kill_all,
     .procs_dir = v1_procs_dir,
 };
 
 static const struct cg_ops v2_ops = {
     .apply = v2_apply,
-    .freeze = v2_freeze,
+    .freeze_write = v2_freeze_write,
+    .freeze_check = v2_freeze_check,
     .kill_all = v2_kill_all,
     .procs_dir = v2_procs_dir,
 };

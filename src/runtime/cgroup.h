@@ -20,6 +20,10 @@ enum cgroup_mode {
 
 struct cgroup_env; /* the detected layout (mount points per controller) */
 struct cgroup;     /* one container's cgroup in every hierarchy */
+struct cgroup_freeze_op;
+struct cgroup_signal_op;
+struct loop;
+typedef void (*cgroup_done_cb)(void *arg, const ka_err *err);
 
 /* root: where cgroupfs is mounted ("/sys/fs/cgroup"; tests may pass another root). */
 int cgroup_env_detect(const char *root, bool prefer_unified, struct cgroup_env **env, ka_err *e);
@@ -50,12 +54,44 @@ int cgroup_v2_dirfd(const struct cgroup *cg);
 int cgroup_enter(struct cgroup *cg, pid_t pid, ka_err *e);
 /* Pids in the cgroup (recursive). *pids malloc'd. */
 int cgroup_pids(struct cgroup *cg, pid_t **pids, size_t *n, ka_err *e);
-/* Freeze or thaw; returns only once the state is reached (v1 freezer.state FROZEN/THAWED, v2
- * cgroup.freeze + cgroup.events frozen 1/0), or fails after ~2 s. */
+/* Freeze or thaw, blocking: returns only once the state is reached (v1 freezer.state FROZEN/THAWED, v2
+ * cgroup.freeze + cgroup.events frozen 1/0), or fails after ~2 s (a freeze is then undone). It sleeps: not
+ * for the agent's loop (tests only; the agent uses cgroup_freeze_async). */
 int cgroup_freeze(struct cgroup *cg, bool frozen, ka_err *e);
-/* Send sig to every process in the cgroup: freeze, signal each, thaw (v2 with SIGKILL: cgroup.kill). */
+
+/* The same without blocking: writes the state, checks it, and checks again from a loop timer (after 1, 2, 4,
+ * 8, then every 10 ms; v1 rewrites FROZEN every 100 ms). done(arg, err) is called exactly once, from the loop
+ * (deferred when the state is reached at once); on success cg's frozen flag follows. After 2 s: DEADLINE_
+ * EXCEEDED, and a freeze is undone (thawed). NULL with e set if nothing could be started (done is then never
+ * called); FAILED_PRECONDITION while another freeze or thaw of cg is in progress. */
+struct cgroup_freeze_op *cgroup_freeze_async(struct loop *l, struct cgroup *cg, bool frozen,
+                                             cgroup_done_cb done, void *arg, ka_err *e);
+/* Stop an operation before its done ran (done is never called; NULL is a no-op). The cgroup is left as
+ * before a freeze (thawed again, not waited for, unless it was frozen already) and thawed after a thaw (the
+ * state stays written; the frozen flag is cleared). Call it before cgroup_destroy/cgroup_free. */
+void cgroup_freeze_cancel(struct cgroup_freeze_op *op);
+/* True once a freeze of cg succeeded, until a thaw (or a SIGKILL through cgroup_signal_all) undid it. */
+bool cgroup_is_frozen(const struct cgroup *cg);
+
+/* Send sig to every process of the cgroup now, without freezing; never blocks. SIGKILL: cgroup.kill on v2
+ * (Linux 5.14+), otherwise every listed pid, and then a frozen cgroup is thawed (written, not waited for: v1
+ * tasks die only once thawed). A process forked meanwhile may escape: a caller that needs every process gone
+ * checks again (container removal polls). Errors: only a failure to list the processes. */
 int cgroup_signal_all(struct cgroup *cg, int sig, ka_err *e);
-/* rmdir in every hierarchy (children first). EBUSY while processes remain -> error naming the cgroup. */
+/* Signal every process with the cgroup frozen, without blocking: freeze (cgroup_freeze_async), signal each
+ * pid, thaw; done(arg, err) once from the loop when the whole sequence is over. A cgroup frozen already (a
+ * paused container) is signalled at once and stays frozen: only a freeze made here is undone. SIGKILL, a
+ * cgroup busy with another freeze, or a freeze that fails (logged): signalled at once without freezing
+ * (cgroup_signal_all), done deferred. NULL with e set on ENOMEM. */
+struct cgroup_signal_op *cgroup_signal_all_async(struct loop *l, struct cgroup *cg, int sig,
+                                                 cgroup_done_cb done, void *arg, ka_err *e);
+/* Finish now without waiting (done is never called; NULL is a no-op): processes not signalled yet are
+ * signalled at once, a freeze made here is undone (thaw written, not waited for), a thaw in progress stays
+ * written. */
+void cgroup_signal_cancel(struct cgroup_signal_op *op);
+
+/* rmdir in every hierarchy (children first), one attempt each, no waiting: EBUSY while processes remain (or
+ * are still exiting just after a kill) -> error naming the cgroup with errnum EBUSY; the caller retries. */
 int cgroup_destroy(struct cgroup *cg, ka_err *e);
 void cgroup_free(struct cgroup *cg);
 const char *cgroup_get_path(const struct cgroup *cg);

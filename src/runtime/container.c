@@ -26,6 +26,9 @@
 
 #define MAX_ID_LEN     128
 #define REMOVE_POLL_NS (5 * 1000000ull)
+#define RMDIR_POLL_NS  (10 * 1000000ull)   /* a cgroup still busy just after its processes are gone */
+#define RMDIR_WAIT_NS  (2000 * 1000000ull) /* ... is retried this long when the removal has no timeout */
+#define RMDIR_GRACE_NS (300 * 1000000ull)  /* ... and at least this long (the rmdir retries of runc) */
 #define PROCS_PER_CTR  4096
 
 enum op_kind { OP_CREATE, OP_START, OP_EXEC, OP_REMOVE };
@@ -39,9 +42,10 @@ struct ctr_op {
     void *arg;
     ka_err err; /* first error of a failing operation */
     struct hooks_run *hooks;
-    struct loop_timer poll; /* removal: waiting for the processes to be gone */
-    uint64_t deadline_ns;   /* removal timeout, 0 = none */
-    struct spawn_cfg cfg;   /* kept alive while the child may still read it (it's a copy, but tidy) */
+    struct loop_timer poll;  /* removal: waiting for the processes to be gone */
+    uint64_t deadline_ns;    /* removal timeout, 0 = none */
+    uint64_t rmdir_until_ns; /* removal: retry a busy cgroup until then, 0 = not retrying yet */
+    struct spawn_cfg cfg;    /* kept alive while the child may still read it (it's a copy, but tidy) */
     int fds_to_close[8];
     size_t n_fds;
 };
@@ -366,6 +370,148 @@ static int plan_namespaces(struct ctr_op *op, const Grpc__CreateContainerRequest
     return 0;
 }
 
+/* ---- pause, resume and whole-container signals: freezer operations from the loop ---- */
+
+enum fz_kind { FZ_PAUSE, FZ_RESUME, FZ_SIGNAL };
+
+/* A PauseContainer, ResumeContainer or whole-container signal in progress (c->freezing). */
+struct ctr_freeze {
+    enum fz_kind kind;
+    struct container *c;
+    struct cgroup_freeze_op *fop; /* pause, resume */
+    struct cgroup_signal_op *sop; /* signal */
+    rt_done_cb done;
+    void *arg;
+};
+
+static const char *const fz_names[] = {"pause", "resume", "signal"};
+
+static struct ctr_freeze *fz_new(struct container *c, enum fz_kind kind, rt_done_cb done, void *arg,
+                                 ka_err *e)
+{
+    struct ctr_freeze *op = calloc(1, sizeof(*op));
+    if (!op) {
+        ka_fail_errno(e, ENOMEM, "container %s", c->id);
+        return NULL;
+    }
+    op->kind = kind;
+    op->c = c;
+    op->done = done;
+    op->arg = arg;
+    return op;
+}
+
+static void fz_end(struct ctr_freeze *op, const ka_err *err)
+{
+    rt_done_cb done = op->done;
+    void *arg = op->arg;
+    op->c->freezing = NULL;
+    free(op);
+    if (done)
+        done(arg, err);
+}
+
+/* Back to the state it was paused in: an init still parked before exec (paused while created) is created
+ * again, so StartContainer works (upstream would call it running). */
+static void set_resumed(struct container *c)
+{
+    c->status = c->init && c->init->spawn && !c->init->exited ? CTR_CREATED : CTR_RUNNING;
+}
+
+static void fz_frozen(void *arg, const ka_err *err)
+{
+    struct ctr_freeze *op = arg;
+    struct container *c = op->c;
+    op->fop = NULL;
+    if (err) {
+        ka_err e = *err;
+        ka_wrap(&e, "%s container %s", fz_names[op->kind], c->id);
+        fz_end(op, &e);
+        return;
+    }
+    if (op->kind == FZ_PAUSE) {
+        c->status = CTR_PAUSED;
+        log_info("container", "container %s paused", c->id);
+    } else {
+        set_resumed(c);
+        log_info("container", "container %s resumed (%s)", c->id, container_status_name(c->status));
+    }
+    fz_end(op, NULL);
+}
+
+static int fz_start_freeze(struct container *c, enum fz_kind kind, rt_done_cb done, void *arg,
+                           struct ctr_freeze **opp, ka_err *e)
+{
+    struct ctr_freeze *op = fz_new(c, kind, done, arg, e);
+    if (!op)
+        return -1;
+    op->fop = cgroup_freeze_async(c->sb->loop, c->cg, kind == FZ_PAUSE, fz_frozen, op, e);
+    if (!op->fop) {
+        free(op);
+        return ka_wrap(e, "%s container %s", fz_names[kind], c->id);
+    }
+    c->freezing = op;
+    *opp = op;
+    return 0;
+}
+
+int container_pause(struct container *c, rt_done_cb done, void *arg, struct ctr_freeze **opp, ka_err *e)
+{
+    if (c->status != CTR_RUNNING && c->status != CTR_CREATED)
+        return ka_fail(e, KA_FAILED_PRECONDITION, "failed to pause container %s: current status is: %s",
+                       c->id, container_status_name(c->status));
+    if (c->op || c->freezing)
+        return ka_fail(e, KA_FAILED_PRECONDITION, "failed to pause container %s: an operation is in progress",
+                       c->id);
+    if (!c->cg)
+        return ka_fail(e, KA_FAILED_PRECONDITION, "container %s has no cgroup", c->id);
+    return fz_start_freeze(c, FZ_PAUSE, done, arg, opp, e);
+}
+
+int container_resume(struct container *c, rt_done_cb done, void *arg, struct ctr_freeze **opp, ka_err *e)
+{
+    if (c->status != CTR_PAUSED)
+        return ka_fail(e, KA_FAILED_PRECONDITION, "container %s status is: %s, not paused", c->id,
+                       container_status_name(c->status));
+    if (c->op || c->freezing)
+        return ka_fail(e, KA_FAILED_PRECONDITION,
+                       "failed to resume container %s: an operation is in progress", c->id);
+    if (!c->cg)
+        return ka_fail(e, KA_FAILED_PRECONDITION, "container %s has no cgroup", c->id);
+    return fz_start_freeze(c, FZ_RESUME, done, arg, opp, e);
+}
+
+void container_freeze_cancel(struct ctr_freeze *op)
+{
+    if (!op)
+        return;
+    struct container *c = op->c;
+    cgroup_freeze_cancel(op->fop);
+    cgroup_signal_cancel(op->sop);
+    if (op->kind == FZ_RESUME)
+        set_resumed(c);
+    log_info("container", "container %s: %s cancelled, the container is %s", c->id, fz_names[op->kind],
+             container_status_name(c->status));
+    op->done = NULL;
+    fz_end(op, NULL);
+}
+
+/* Removal wins over a pause, resume or signal in progress: stopped as if cancelled, its RPC answered. */
+static void fz_abort(struct container *c)
+{
+    struct ctr_freeze *op = c->freezing;
+    if (!op)
+        return;
+    rt_done_cb done = op->done;
+    void *arg = op->arg;
+    enum fz_kind kind = op->kind;
+    container_freeze_cancel(op);
+    ka_err e;
+    ka_fail(&e, KA_ABORTED, "%s container %s: the container is being removed", fz_names[kind], c->id);
+    if (done)
+        done(arg, kind == FZ_SIGNAL ? NULL : &e);
+}
+
 /* ---- removal (also the unwinding of a failed create) ---- */
 
 static bool all_gone(struct container *c)
@@ -400,11 +546,12 @@ static void kill_all(struct container *c)
         log_debug("container", "container %s: %s", c->id, e.msg);
 }
 
-/* Release everything the container acquired; the processes are gone. */
-static int release(struct container *c, ka_err *e)
+/* Release everything the container acquired; the processes are gone. *busy: the only failure is a cgroup
+ * still busy (EBUSY: its last tasks may still be exiting), worth another try. Safe to call again. */
+static int release(struct container *c, bool *busy, ka_err *e)
 {
-    int rc = 0;
-    ka_err e2;
+    int rc = 0, cg_rc = 0;
+    ka_err e2, cg_err;
     if (c->rootfs_mounted) {
         if (umount2(c->rootfs, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) {
             rc = ka_fail_errno(e, errno, "umount %s", c->rootfs);
@@ -414,22 +561,25 @@ static int release(struct container *c, ka_err *e)
     }
     if (!c->rootfs_mounted && c->bundle && fs_remove_tree(c->bundle, &e2) < 0 && rc == 0)
         rc = -1, *e = e2;
-    if (c->cg) {
-        if (cgroup_destroy(c->cg, &e2) < 0) {
-            if (rc == 0)
-                rc = -1, *e = e2;
-        } else {
-            cgroup_free(c->cg);
-            c->cg = NULL;
-        }
+    if (c->cg && (cg_rc = cgroup_destroy(c->cg, &cg_err)) == 0) {
+        cgroup_free(c->cg);
+        c->cg = NULL;
     }
-    if (storage_release(&c->sb->storages, &c->refs, &e2) < 0 && rc == 0)
-        rc = -1, *e = e2;
+    bool cg_first = rc == 0 && cg_rc < 0; /* the cgroup's error is the one reported */
+    if (cg_first)
+        rc = -1, *e = cg_err;
+    if (storage_release(&c->sb->storages, &c->refs, &e2) < 0) {
+        if (rc == 0)
+            *e = e2;
+        rc = -1, cg_first = false;
+    }
+    *busy = cg_first && cg_err.errnum == EBUSY;
     return rc;
 }
 
 static void container_free(struct container *c)
 {
+    fz_abort(c);
     oom_watch_stop(c->oom);
     c->oom = NULL;
     while (!list_empty(&c->procs)) {
@@ -455,11 +605,37 @@ static void container_free(struct container *c)
     free(c);
 }
 
+static void remove_finish(struct ctr_op *op);
+
+static void release_retry(struct loop_timer *t)
+{
+    remove_finish(container_of(t, struct ctr_op, poll));
+}
+
+/* The cgroup is still busy: try again shortly, until the removal timeout (or RMDIR_WAIT_NS without one), but
+ * for RMDIR_GRACE_NS at least. */
+static bool release_later(struct ctr_op *op)
+{
+    uint64_t now = loop_now_ns();
+    if (!op->rmdir_until_ns) {
+        uint64_t until = op->deadline_ns ? op->deadline_ns : now + RMDIR_WAIT_NS;
+        op->rmdir_until_ns = until > now + RMDIR_GRACE_NS ? until : now + RMDIR_GRACE_NS;
+    }
+    if (now >= op->rmdir_until_ns)
+        return false;
+    loop_timer_init(&op->poll, release_retry);
+    loop_timer_start(op->c->sb->loop, &op->poll, RMDIR_POLL_NS);
+    return true;
+}
+
 static void remove_finish(struct ctr_op *op)
 {
     struct container *c = op->c;
     ka_err e;
-    if (release(c, &e) < 0) {
+    bool busy = false;
+    if (release(c, &busy, &e) < 0) {
+        if (busy && release_later(op))
+            return;
         /* keep the container so that a later RemoveContainer can retry */
         c->status = CTR_STOPPED;
         ka_wrap(&e, "remove container %s", c->id);
@@ -518,6 +694,7 @@ static void removal_poll(struct loop_timer *t)
 static void teardown(struct ctr_op *op)
 {
     struct container *c = op->c;
+    fz_abort(c); /* before the kill: a pause in progress would keep v1 processes from dying */
     c->status = CTR_REMOVING;
     c->op = op;
     list_for_each (pos, &c->procs) {
@@ -776,7 +953,8 @@ int container_create(struct sandbox *sb, const Grpc__CreateContainerRequest *req
             return -1;
         }
         ka_err e2;
-        if (release(c, &e2) < 0)
+        bool busy;
+        if (release(c, &busy, &e2) < 0)
             log_warn("container", "%s", e2.msg);
         c->op = NULL;
         op->c = NULL;
@@ -850,7 +1028,7 @@ static const struct spawn_ops start_ops = {
 
 int container_start(struct container *c, rt_done_cb done, void *arg, struct ctr_op **opp, ka_err *e)
 {
-    if (c->op)
+    if (c->op || c->freezing)
         return ka_fail(e, KA_FAILED_PRECONDITION, "container %s is busy (%s)", c->id,
                        container_status_name(c->status));
     if (c->status != CTR_CREATED || !c->init || c->init->exited)
@@ -942,6 +1120,8 @@ int container_exec(struct container *c, const Grpc__ExecProcessRequest *req, rt_
     if (c->status != CTR_RUNNING && c->status != CTR_CREATED)
         return ka_fail(e, KA_FAILED_PRECONDITION, "container %s is %s", c->id,
                        container_status_name(c->status));
+    if (c->freezing && c->freezing->kind == FZ_PAUSE)
+        return ka_fail(e, KA_FAILED_PRECONDITION, "container %s is being paused", c->id);
     if (!c->init || c->init->exited || c->init->pidfd < 0)
         return ka_fail(e, KA_FAILED_PRECONDITION, "container %s: its init process is not running", c->id);
     if (count_procs(c) >= PROCS_PER_CTR)
@@ -1042,10 +1222,42 @@ int container_signal(struct container *c, const char *exec_id, uint32_t sig, ka_
     int s = (int)sig;
     if (p->init && s == SIGTERM && !p->exited && !handles_sigterm(p->pid))
         s = SIGKILL;
-    if (signal_process(p, s, e) < 0)
+    return signal_process(p, s, e);
+}
+
+static void fz_signalled(void *arg, const ka_err *err)
+{
+    struct ctr_freeze *op = arg;
+    op->sop = NULL;
+    if (!err) {
+        fz_end(op, NULL);
+        return;
+    }
+    ka_err e = *err;
+    ka_wrap(&e, "container %s", op->c->id);
+    fz_end(op, &e);
+}
+
+int container_signal_all(struct container *c, uint32_t sig, rt_done_cb done, void *arg,
+                         struct ctr_freeze **opp, ka_err *e)
+{
+    if (container_signal(c, "", sig, e) < 0)
         return -1;
-    if (!exec_id[0] && c->cg && cgroup_signal_all(c->cg, (int)sig, e) < 0)
+    if (!c->cg)
+        return 1;
+    /* at once: SIGKILL needs no freezing; another operation owns the container (and its cgroup) meanwhile */
+    if (sig == SIGKILL || c->op || c->freezing)
+        return cgroup_signal_all(c->cg, (int)sig, e) < 0 ? ka_wrap(e, "container %s", c->id) : 1;
+    struct ctr_freeze *op = fz_new(c, FZ_SIGNAL, done, arg, e);
+    if (!op)
+        return -1;
+    op->sop = cgroup_signal_all_async(c->sb->loop, c->cg, (int)sig, fz_signalled, op, e);
+    if (!op->sop) {
+        free(op);
         return ka_wrap(e, "container %s", c->id);
+    }
+    c->freezing = op;
+    *opp = op;
     return 0;
 }
 

@@ -21,6 +21,7 @@ enum container_status {
 };
 
 struct ctr_op;
+struct ctr_freeze;
 struct oom_watch;
 
 struct container {
@@ -38,10 +39,11 @@ struct container {
     struct storage_refs refs;
     struct seccomp_prog *seccomp;
     struct hook_list hooks_create_container, hooks_start_container, hooks_prestart, hooks_poststart,
-        hooks_poststop;    /* spec hooks + guest hooks, borrowed pointers */
-    char *state_json;      /* for the hooks run inside the container */
-    struct ctr_op *op;     /* the asynchronous operation in progress, if any */
-    struct oom_watch *oom; /* OOM kill watch, while running (not for the sandbox container) */
+        hooks_poststop;          /* spec hooks + guest hooks, borrowed pointers */
+    char *state_json;            /* for the hooks run inside the container */
+    struct ctr_op *op;           /* the asynchronous operation in progress, if any */
+    struct ctr_freeze *freezing; /* a pause, resume or whole-container signal in progress, if any */
+    struct oom_watch *oom;       /* OOM kill watch, while running (not for the sandbox container) */
 };
 
 const char *container_status_name(enum container_status s);
@@ -59,8 +61,27 @@ void ctr_op_detach(struct ctr_op *op);
 
 /* exec_id "" = the init process. Errors: INVALID_ARGUMENT/NOT_FOUND style messages as upstream. */
 struct process *container_find_process(struct container *c, const char *exec_id, ka_err *e);
-/* exec_id "" signals every process of the container. */
+/* One process: exec_id "" (or the container's id) is the init. SIGTERM to an init that neither blocks,
+ * ignores nor catches it becomes SIGKILL (upstream); a process already gone (ESRCH) is a success. */
 int container_signal(struct container *c, const char *exec_id, uint32_t sig, ka_err *e);
+/* SignalProcess with exec_id "": the init as container_signal, then every process of the cgroup: SIGKILL at
+ * once (cgroup.kill, or each pid), other signals with the cgroup frozen meanwhile (freeze, signal, thaw; a
+ * paused container stays paused), without blocking. While another operation is in progress on the container
+ * the cgroup is signalled at once without freezing. Returns 1 when finished already (done not called), 0 when
+ * done(arg, err) will be called once from the loop (*op set, for container_freeze_cancel), -1 on error. */
+int container_signal_all(struct container *c, uint32_t sig, rt_done_cb done, void *arg,
+                         struct ctr_freeze **op, ka_err *e);
+/* PauseContainer (from created or running) / ResumeContainer (from paused, back to the state it was paused
+ * in) without blocking: 0 and done(arg, err) once from the loop, or -1 (done not called). A pause that fails
+ * (after 2 s: DEADLINE_EXCEEDED) leaves the container thawed in its old state. */
+int container_pause(struct container *c, rt_done_cb done, void *arg, struct ctr_freeze **op, ka_err *e);
+int container_resume(struct container *c, rt_done_cb done, void *arg, struct ctr_freeze **op, ka_err *e);
+/* The RPC of a pause, resume or signal went away (disconnect, timeout_nano): stop it now, done is not called.
+ * The container is left in a defined state: a cancelled pause is undone (thawed, status unchanged), a
+ * cancelled resume stands (thawed, resumed), a cancelled signal reaches every process at once and undoes its
+ * own freeze (a paused container stays paused). RemoveContainer does the same to the operation in progress
+ * and answers a pause or resume with ABORTED, a signal with success. */
+void container_freeze_cancel(struct ctr_freeze *op);
 /* After WaitProcess answered: an exec'd process is forgotten (as upstream), once the current batch of
  * callbacks is over (other waiters of the same exit are answered first). The init stays until removal. */
 void container_forget_after_wait(struct process *p);

@@ -7,24 +7,27 @@ poller that disconnects), UpdateEphemeralMounts and RemoveStaleVirtiofsShareMoun
 The agent runs in a private mount namespace (conftest.SandboxAgent) on this machine's cgroups (v1 for
 containers: /sys/fs/cgroup/<controller>/<cid>)."""
 import os
+import signal
 import subprocess
 import time
 
 import pytest
 
 from test_containers import Session
-from ttrpc_client import DEADLINE_EXCEEDED, INVALID_ARGUMENT, RpcError
+from ttrpc_client import DEADLINE_EXCEEDED, HDR, INVALID_ARGUMENT, T_REQUEST, RpcError
 
 SVC = "grpc.AgentService"
 CG = "/sys/fs/cgroup"
 MiB = 1 << 20
-FAILED_PRECONDITION, NOT_FOUND = 9, 5
+FAILED_PRECONDITION, NOT_FOUND, ABORTED = 9, 5, 10
 
 # A process that allocates past its limit: tail keeps the whole (newline-free) input in memory. It is the
 # only process in its cgroup, so the kernel has exactly one victim (with `head | tail` in a shell, head may
 # charge pipe buffers while tail is being reaped, and the kernel then kills a second process).
 OOM_ARGS = ["/bin/tail", "/dev/zero"]
 COUNTER = "i=0; while true; do echo $i; i=$((i+1)); usleep 50000; done"  # a line every 50 ms
+# CPU-bound processes: a v1 freeze has to wait until each is off a CPU, so it is not done at the first check
+SPINNERS = "i=0; while [ $i -lt 6 ]; do (while :; do :; done) & i=$((i+1)); done; echo ready; wait"
 
 
 @pytest.fixture
@@ -484,6 +487,136 @@ def test_remove_paused_container(s, sandbox_agent, busybox_rootfs, pb):
     s.remove(cid)
     a.check_no_leaks(before)
 
+
+def pipeline(s, calls):
+    """Send every (service, method, request) in one write; return the replies in arrival order as
+    (index in calls, code, message)."""
+    sids, blob = [], b""
+    for svc, method, req in calls:
+        sid, s.c.next_id = s.c.next_id, s.c.next_id + 2
+        frame = s.c.request_bytes(svc, method, req.SerializeToString())
+        blob += HDR.pack(len(frame), sid, T_REQUEST, 0) + frame
+        sids.append(sid)
+    s.c.sock.sendall(blob)
+    got = []
+    for _ in calls:
+        sid, code, msg, _ = s.c.recv(timeout=30)
+        got.append((sids.index(sid), code, msg))
+    return got
+
+
+def test_health_answered_while_pause_in_progress(s, sandbox_agent, busybox_rootfs, pb):
+    """PauseContainer waits for the freezer from the event loop: Health.Check calls pipelined behind it on the
+    same connection are answered while the freeze is in progress (before the Pause reply), and all succeed."""
+    cid = sandbox_agent.cid()
+    s.run(cid, s.oci.spec(busybox_rootfs, ["/bin/sh", "-c", SPINNERS]))
+    assert read_some(s, cid, 1) == b"ready\n"
+    health = ("grpc.Health", "Check", pb.health.CheckRequest())
+    calls = [(SVC, "PauseContainer", pb.agent.PauseContainerRequest(container_id=cid))] + [health] * 5
+    got = pipeline(s, calls)
+    assert sorted(i for i, _, _ in got) == list(range(len(calls)))
+    assert all(code == 0 for _, code, _ in got), got
+    order = [i for i, _, _ in got]
+    assert order.index(0) > 0, order  # a Health reply left before the freeze was over
+    if os.path.isdir(f"{CG}/freezer/{cid}"):
+        assert cg_read("freezer", cid, "freezer.state") == "FROZEN"
+    with pytest.raises(RpcError) as e:
+        s.call("PauseContainer", pb.agent.PauseContainerRequest(container_id=cid))
+    assert e.value.code == FAILED_PRECONDITION and "current status is: paused" in e.value.message
+    s.call("ResumeContainer", pb.agent.ResumeContainerRequest(container_id=cid))
+    if os.path.isdir(f"{CG}/freezer/{cid}"):
+        assert cg_read("freezer", cid, "freezer.state") == "THAWED"
+    s.remove(cid)
+    s.c.health()
+
+
+def test_remove_during_pause_aborts_it(s, sandbox_agent, busybox_rootfs, pb):
+    """RemoveContainer pipelined behind a PauseContainer still freezing: removal wins, the pause is answered
+    ABORTED (or OK if it was already over), the container and its cgroups are gone."""
+    a = sandbox_agent
+    cid = a.cid()
+    s.run(cid, s.oci.spec(busybox_rootfs, ["/bin/sh", "-c", SPINNERS]))
+    assert read_some(s, cid, 1) == b"ready\n"
+    got = pipeline(s, [(SVC, "PauseContainer", pb.agent.PauseContainerRequest(container_id=cid)),
+                       (SVC, "RemoveContainer", pb.agent.RemoveContainerRequest(container_id=cid, timeout=10))])
+    codes = {i: (code, msg) for i, code, msg in got}
+    assert codes[0][0] in (0, ABORTED), codes
+    if codes[0][0] == ABORTED:
+        assert "being removed" in codes[0][1]
+    assert codes[1][0] == 0, codes
+    for ctl in ("freezer", "memory", "pids"):
+        assert not os.path.exists(f"{CG}/{ctl}/{cid}")
+    with pytest.raises(RpcError):
+        s.call("ResumeContainer", pb.agent.ResumeContainerRequest(container_id=cid))
+    s.c.health()
+
+def test_pause_cancelled_by_its_deadline_leaves_container_running(s, sandbox_agent, busybox_rootfs, pb):
+    """A PauseContainer whose timeout_nano expires before the freeze is over is cancelled: DEADLINE_EXCEEDED,
+    the freeze undone, the container still running (a later pause and resume work)."""
+    cid = sandbox_agent.cid()
+    s.run(cid, s.oci.spec(busybox_rootfs, ["/bin/sh", "-c", SPINNERS]))
+    assert read_some(s, cid, 1) == b"ready\n"
+    try:
+        s.call("PauseContainer", pb.agent.PauseContainerRequest(container_id=cid), timeout_ns=1)
+        paused = True  # the freeze was over at once (not expected with busy processes): also a defined end
+    except RpcError as e:
+        assert e.code == DEADLINE_EXCEEDED, e
+        paused = False
+    if os.path.isdir(f"{CG}/freezer/{cid}"):
+        assert cg_read("freezer", cid, "freezer.state") == ("FROZEN" if paused else "THAWED")
+    if paused:
+        s.call("ResumeContainer", pb.agent.ResumeContainerRequest(container_id=cid))
+    with pytest.raises(RpcError) as e:
+        s.call("ResumeContainer", pb.agent.ResumeContainerRequest(container_id=cid))
+    assert e.value.code == FAILED_PRECONDITION and "not paused" in e.value.message
+    s.call("PauseContainer", pb.agent.PauseContainerRequest(container_id=cid))
+    s.call("ResumeContainer", pb.agent.ResumeContainerRequest(container_id=cid))
+    s.remove(cid)
+
+
+# every process traps SIGUSR1 and says so (once its trap is set: up-N); children exit after it, the init goes on
+CHILD = "sh -c \"trap 'echo got-$n >/proc/1/fd/1; exit 0' USR1; echo up-$n >/proc/1/fd/1; while :; do usleep 20000; done\" &"
+TRAPS = f"trap 'echo got-init' USR1; for n in 1 2 3; do {CHILD} done; while :; do usleep 20000; done"
+
+
+def tokens(s, cid, want, timeout_s=10):
+    """Words read from the init's stdout until every one of want was seen (or timeout_s)."""
+    out = set()
+    deadline = time.time() + timeout_s
+    while not want <= out and time.time() < deadline:
+        out |= set(drain(s, cid, 0.5).decode().split())
+    return out
+
+
+def test_signal_all_reaches_every_process_and_keeps_paused(s, sandbox_agent, busybox_rootfs, pb):
+    """SignalProcess with exec_id "" reaches the init and every other process of the container (freeze, signal,
+    thaw from the event loop); on a paused container it is answered at once and the container stays paused
+    (the signals are delivered on resume)."""
+    cid = sandbox_agent.cid()
+    s.run(cid, s.oci.spec(busybox_rootfs, ["/bin/sh", "-c", TRAPS]))
+    assert tokens(s, cid, {"up-1", "up-2", "up-3"}) >= {"up-1", "up-2", "up-3"}
+    want = {"got-1", "got-2", "got-3", "got-init"}
+    s.signal(cid, "", signal.SIGUSR1)
+    assert tokens(s, cid, want) >= want
+    if os.path.isdir(f"{CG}/freezer/{cid}"):
+        assert cg_read("freezer", cid, "freezer.state") == "THAWED"
+
+    # new children, then the same on a paused container
+    s.exec(cid, "kids", ["/bin/sh", "-c", f"for n in 4 5; do {CHILD} done; wait"])
+    assert tokens(s, cid, {"up-4", "up-5"}) >= {"up-4", "up-5"}
+    s.call("PauseContainer", pb.agent.PauseContainerRequest(container_id=cid))
+    s.signal(cid, "", signal.SIGUSR1)
+    with pytest.raises(RpcError) as e:
+        s.call("PauseContainer", pb.agent.PauseContainerRequest(container_id=cid))
+    assert e.value.code == FAILED_PRECONDITION and "current status is: paused" in e.value.message
+    if os.path.isdir(f"{CG}/freezer/{cid}"):
+        assert cg_read("freezer", cid, "freezer.state") == "FROZEN"
+    assert read_nothing(s, cid, 0.3)  # frozen: no trap ran
+    s.call("ResumeContainer", pb.agent.ResumeContainerRequest(container_id=cid))
+    want = {"got-4", "got-5", "got-init"}
+    assert tokens(s, cid, want) >= want
+    assert s.wait(cid, "kids") == signal.SIGUSR1  # the exec'd shell too (no trap: killed by it)
+    s.remove(cid)
 
 # ---------------------------------------------------------------------------------------------------------
 # OOM events

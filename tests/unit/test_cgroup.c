@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loop/loop.h"
 #include "runtime/cgroup.h"
 #include "util/log.h"
 #include "unit.h"
@@ -228,12 +229,21 @@ static struct cgroup *mk(struct cgroup_env *env, const char *leaf)
     return cg;
 }
 
+/* cgroup_destroy makes one attempt: retry EBUSY (tasks just killed may still be exiting) for up to 1 s. */
+static int destroy_retry(struct cgroup *cg, ka_err *e)
+{
+    int rc;
+    for (int i = 0; (rc = cgroup_destroy(cg, e)) < 0 && e->errnum == EBUSY && i < 100; i++)
+        sleep_ms(10);
+    return rc;
+}
+
 static void destroy(struct cgroup *cg)
 {
     ka_err e;
     if (!cg)
         return;
-    if (cgroup_destroy(cg, &e) < 0) {
+    if (destroy_retry(cg, &e) < 0) {
         printf("# destroy: %s\n", e.msg);
         CHECK(0);
     }
@@ -750,6 +760,247 @@ TEST(freeze_v1)
     cleanup_all();
 }
 
+/* ---- freezing and signalling from an event loop ---- */
+
+struct done_rec {
+    int calls;
+    bool failed;
+    uint64_t at_ns; /* when it was called */
+    ka_err err;
+};
+
+static void on_done(void *arg, const ka_err *err)
+{
+    struct done_rec *d = arg;
+    d->calls++;
+    d->at_ns = loop_now_ns();
+    d->failed = err != NULL;
+    if (err)
+        d->err = *err;
+}
+
+/* Drive the loop until d has been called (or timeout_ms), then ms more to catch a second call. */
+static void run_until(struct loop *l, struct done_rec *d, int timeout_ms, int ms_after)
+{
+    ka_err e;
+    uint64_t end = loop_now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+    while (!d->calls && loop_now_ns() < end)
+        loop_run_once(l, 5, &e);
+    end = loop_now_ns() + (uint64_t)ms_after * 1000000ULL;
+    while (loop_now_ns() < end)
+        loop_run_once(l, 2, &e);
+}
+
+/* A child that burns CPU until killed: a freeze has to wait until it is off a CPU. */
+static pid_t spinner(void)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (volatile unsigned long i = 0;; i++)
+            ;
+    }
+    return pid;
+}
+
+/* A state reader for either version: "FROZEN"/"THAWED" (v1) or "frozen 1"/"frozen 0" (v2). */
+static bool is_frozen_now(struct cgroup *cg, struct cgroup_env *env)
+{
+    if (cgroup_env_mode(env) == CGROUP_V1)
+        return strcmp(rdf(cgroup_controller_dir(cg, "freezer"), "freezer.state"), "FROZEN") == 0;
+    return contains(rdf(cgroup_controller_dir(cg, "x"), "cgroup.events"), "frozen 1");
+}
+
+static bool is_thawed_now(struct cgroup *cg, struct cgroup_env *env)
+{
+    if (cgroup_env_mode(env) == CGROUP_V1)
+        return strcmp(rdf(cgroup_controller_dir(cg, "freezer"), "freezer.state"), "THAWED") == 0;
+    return contains(rdf(cgroup_controller_dir(cg, "x"), "cgroup.events"), "frozen 0");
+}
+
+/* Freeze and thaw a cgroup with a sleeping child and two spinners, from the loop; done runs exactly once. */
+static void freeze_async_on(struct cgroup_env *env, const char *leaf)
+{
+    ka_err e;
+    struct loop *l = loop_new(&e);
+    struct cgroup *cg = mk(env, leaf);
+    NEED(l && cg);
+    pid_t kids[3] = {sleeper(), spinner(), spinner()};
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(cgroup_enter(cg, kids[i], &e), 0);
+
+    struct done_rec d = {0};
+    struct cgroup_freeze_op *op = cgroup_freeze_async(l, cg, true, on_done, &d, &e);
+    NEED(op);
+    CHECK_INT(d.calls, 0); /* never from inside the call */
+    struct cgroup_freeze_op *again = cgroup_freeze_async(l, cg, false, on_done, &d, &e);
+    CHECK(!again); /* one at a time */
+    CHECK_INT(e.status, KA_FAILED_PRECONDITION);
+    uint64_t t0 = loop_now_ns();
+    run_until(l, &d, 3000, 30);
+    printf("# %s: frozen after %.1f ms\n", leaf, (double)(d.at_ns - t0) / 1e6);
+    CHECK_INT(d.calls, 1);
+    CHECK(!d.failed);
+    CHECK(is_frozen_now(cg, env));
+    CHECK(cgroup_is_frozen(cg));
+
+    struct done_rec same = {0}; /* already frozen: reported from a defer, not from inside the call */
+    NEED(cgroup_freeze_async(l, cg, true, on_done, &same, &e));
+    CHECK_INT(same.calls, 0);
+    loop_run_once(l, 0, &e);
+    CHECK_INT(same.calls, 1);
+    CHECK(!same.failed);
+
+    struct done_rec t = {0};
+    NEED(cgroup_freeze_async(l, cg, false, on_done, &t, &e));
+    run_until(l, &t, 3000, 30);
+    CHECK_INT(t.calls, 1);
+    CHECK(!t.failed);
+    CHECK(is_thawed_now(cg, env));
+    CHECK(!cgroup_is_frozen(cg));
+    for (int i = 0; i < 3; i++)
+        reap(kids[i]);
+    destroy(cg);
+    loop_free(l);
+    cleanup_all();
+}
+
+TEST(freeze_async_v1)
+{
+    freeze_async_on(env1, "afrz");
+}
+
+TEST(freeze_async_v2)
+{
+    freeze_async_on(env2, "afrz2");
+}
+
+/* Cancelled before done ran: done never runs; a freeze is undone, a thaw stays; the cgroup is usable again.
+ */
+TEST(freeze_async_cancel)
+{
+    ka_err e;
+    struct loop *l = loop_new(&e);
+    struct cgroup *cg = mk(env1, "acancel");
+    NEED(l && cg);
+    const char *fz = cgroup_controller_dir(cg, "freezer");
+    pid_t kids[3] = {sleeper(), spinner(), spinner()};
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(cgroup_enter(cg, kids[i], &e), 0);
+
+    struct done_rec d = {0};
+    struct cgroup_freeze_op *op = cgroup_freeze_async(l, cg, true, on_done, &d, &e);
+    NEED(op);
+    printf("# state when cancelled: %s\n", rdf(fz, "freezer.state"));
+    loop_run_once(l, 0,
+                  &e); /* a round: mid-way, unless the freeze was immediate (then its defer is pending) */
+    if (d.calls == 0) {
+        cgroup_freeze_cancel(op);
+        run_until(l, &d, 100, 0);
+        CHECK_INT(d.calls, 0);
+        CHECK_STR(rdf(fz, "freezer.state"), "THAWED");
+        CHECK(!cgroup_is_frozen(cg));
+    } else {
+        printf("# the freeze was done in the first round: cancelled the next one instead\n");
+    }
+
+    /* a freeze (waited for), then a thaw cancelled at once */
+    struct done_rec f = {0}, t = {0};
+    NEED(cgroup_freeze_async(l, cg, true, on_done, &f, &e));
+    run_until(l, &f, 3000, 0);
+    CHECK(f.calls == 1 && !f.failed && cgroup_is_frozen(cg));
+    op = cgroup_freeze_async(l, cg, false, on_done, &t, &e);
+    NEED(op);
+    cgroup_freeze_cancel(op);
+    run_until(l, &t, 50, 0);
+    CHECK_INT(t.calls, 0);
+    CHECK_STR(rdf(fz, "freezer.state"), "THAWED");
+    CHECK(!cgroup_is_frozen(cg));
+
+    /* cancelling a freeze of a cgroup frozen already leaves it frozen */
+    struct done_rec g = {0}, h = {0};
+    NEED(cgroup_freeze_async(l, cg, true, on_done, &g, &e));
+    run_until(l, &g, 3000, 0);
+    op = cgroup_freeze_async(l, cg, true, on_done, &h, &e);
+    NEED(op);
+    cgroup_freeze_cancel(op);
+    run_until(l, &h, 30, 0);
+    CHECK_INT(h.calls, 0);
+    CHECK_STR(rdf(fz, "freezer.state"), "FROZEN");
+    CHECK(cgroup_is_frozen(cg));
+    CHECK_INT(cgroup_signal_all(cg, SIGKILL, &e), 0); /* v1: kill each pid, then thaw so that they die */
+    for (int i = 0; i < 3; i++) {
+        int st = wait_dead(kids[i]);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    }
+    CHECK(!cgroup_is_frozen(cg));
+    destroy(cg);
+    loop_free(l);
+    cleanup_all();
+}
+
+/* Freeze, signal every process, thaw, from the loop; a frozen cgroup stays frozen; a cancel signals at once.
+ */
+TEST(signal_async_v1)
+{
+    ka_err e;
+    struct loop *l = loop_new(&e);
+    struct cgroup *cg = mk(env1, "asig");
+    NEED(l && cg);
+    const char *fz = cgroup_controller_dir(cg, "freezer");
+    pid_t a = sleeper(), b = spinner();
+    CHECK_INT(cgroup_enter(cg, a, &e), 0);
+    CHECK_INT(cgroup_enter(cg, b, &e), 0);
+    struct done_rec d = {0};
+    NEED(cgroup_signal_all_async(l, cg, SIGTERM, on_done, &d, &e));
+    CHECK_INT(d.calls, 0);
+    run_until(l, &d, 5000, 20);
+    CHECK_INT(d.calls, 1);
+    CHECK(!d.failed);
+    int sa = wait_dead(a), sb = wait_dead(b);
+    CHECK(WIFSIGNALED(sa) && WTERMSIG(sa) == SIGTERM);
+    CHECK(WIFSIGNALED(sb) && WTERMSIG(sb) == SIGTERM);
+    CHECK_STR(rdf(fz, "freezer.state"), "THAWED");
+    CHECK(!cgroup_is_frozen(cg));
+
+    /* frozen (a paused container): signalled at once, left frozen; the signal arrives at the thaw */
+    a = sleeper();
+    CHECK_INT(cgroup_enter(cg, a, &e), 0);
+    CHECK_INT(cgroup_freeze(cg, true, &e), 0);
+    struct done_rec p = {0};
+    NEED(cgroup_signal_all_async(l, cg, SIGTERM, on_done, &p, &e));
+    run_until(l, &p, 1000, 20);
+    CHECK(p.calls == 1 && !p.failed);
+    CHECK_STR(rdf(fz, "freezer.state"), "FROZEN");
+    CHECK(cgroup_is_frozen(cg));
+    CHECK_INT(waitpid(a, NULL, WNOHANG), 0); /* still there, frozen */
+    CHECK_INT(cgroup_freeze(cg, false, &e), 0);
+    sa = wait_dead(a);
+    CHECK(WIFSIGNALED(sa) && WTERMSIG(sa) == SIGTERM);
+
+    /* cancelled before done: every process is signalled now, our freeze undone, done never called */
+    a = sleeper();
+    b = spinner();
+    CHECK_INT(cgroup_enter(cg, a, &e), 0);
+    CHECK_INT(cgroup_enter(cg, b, &e), 0);
+    struct done_rec c = {0};
+    struct cgroup_signal_op *op = cgroup_signal_all_async(l, cg, SIGTERM, on_done, &c, &e);
+    NEED(op);
+    cgroup_signal_cancel(op);
+    run_until(l, &c, 50, 0);
+    CHECK_INT(c.calls, 0);
+    CHECK_STR(rdf(fz, "freezer.state"), "THAWED");
+    CHECK(!cgroup_is_frozen(cg));
+    sa = wait_dead(a);
+    sb = wait_dead(b);
+    CHECK(WIFSIGNALED(sa) && WTERMSIG(sa) == SIGTERM);
+    CHECK(WIFSIGNALED(sb) && WTERMSIG(sb) == SIGTERM);
+    destroy(cg);
+    loop_free(l);
+    cleanup_all();
+}
+
 TEST(destroy_busy_v1)
 {
     ka_err e;
@@ -757,9 +1008,12 @@ TEST(destroy_busy_v1)
     NEED(cg);
     pid_t a = sleeper();
     CHECK_INT(cgroup_enter(cg, a, &e), 0);
+    uint64_t t0 = loop_now_ns();
     CHECK_INT(cgroup_destroy(cg, &e), -1);
+    CHECK(loop_now_ns() - t0 < 100 * 1000000ULL); /* one attempt, no sleeping */
     CHECK(contains(e.msg, cgp("busy")));
     CHECK(contains(e.msg, "processes remain"));
+    CHECK_INT(e.errnum, EBUSY);
     CHECK(isdir(cgroup_controller_dir(cg, "memory")));
     reap(a);
     destroy(cg);
@@ -951,7 +1205,7 @@ TEST(devices_bpf_v2)
     CHECK_INT(e.status, KA_INVALID_ARGUMENT);
     CHECK_INT(bpf_progs(fd), 1);
 
-    CHECK_INT(cgroup_destroy(cg, &e), 0);
+    CHECK_INT(destroy_retry(cg, &e), 0);
     CHECK(!isdir(fmt(UNIFIED "%s", cgp("v2d"))));
     cgroup_free(cg);
     cleanup_all();
@@ -967,4 +1221,5 @@ TEST(zz_no_leftovers)
 }
 
 RUN(aa_setup, path_for_table, detect_host, create_v1, apply_v1_values, apply_v1_devices, apply_v1_invalid,
-    procs_and_signal_v1, freeze_v1, destroy_busy_v1, lifecycle_v2, devices_bpf_v2, zz_no_leftovers)
+    procs_and_signal_v1, freeze_v1, freeze_async_v1, freeze_async_v2, freeze_async_cancel, signal_async_v1,
+    destroy_busy_v1, lifecycle_v2, devices_bpf_v2, zz_no_leftovers)

@@ -501,7 +501,9 @@ TEST(resize_runs_the_tool_from_the_loop)
     struct loop *l = loop_new(&e);
     CHECK(l && loop_children_init(l, &e) == 0);
     write_tools();
-    struct volume_resize_opts o = {.tool_dirs = tmp("tools")};
+    char tools[PATH_MAX]; /* tmp() rotates 8 buffers: keep our own copy for the whole test */
+    snprintf(tools, sizeof(tools), "%s", tmp("tools"));
+    struct volume_resize_opts o = {.tool_dirs = tools};
     struct result r = {0};
     set_mode("ok");
     struct volume_resize *vr = volume_resize_async(l, &o, g_dir, 0, on_done, &r, &e);
