@@ -1159,40 +1159,6 @@ int ctr_update_resources(struct container *c, const Grpc__LinuxResources *res, k
 }
 
 /* ======================================================================================================
- * PauseContainer, ResumeContainer
- * ====================================================================================================== */
-
-int ctr_pause(struct container *c, ka_err *e)
-{
-    if (c->status != CTR_RUNNING && c->status != CTR_CREATED)
-        return ka_fail(e, KA_FAILED_PRECONDITION, "failed to pause container %s: current status is: %s",
-                       c->id, container_status_name(c->status));
-    if (c->op)
-        return ka_fail(e, KA_FAILED_PRECONDITION, "failed to pause container %s: an operation is in progress",
-                       c->id);
-    if (!c->cg)
-        return ka_fail(e, KA_FAILED_PRECONDITION, "container %s has no cgroup", c->id);
-    if (cgroup_freeze(c->cg, true, e) < 0)
-        return ka_wrap(e, "pause container %s", c->id);
-    c->status = CTR_PAUSED;
-    log_info(SUB, "container %s paused", c->id);
-    return 0;
-}
-
-int ctr_resume(struct container *c, ka_err *e)
-{
-    if (c->status != CTR_PAUSED)
-        return ka_fail(e, KA_FAILED_PRECONDITION, "container %s status is: %s, not paused", c->id,
-                       container_status_name(c->status));
-    if (cgroup_freeze(c->cg, false, e) < 0)
-        return ka_wrap(e, "resume container %s", c->id);
-    /* an init still parked before exec (paused while created) is created again, so StartContainer works */
-    c->status = c->init && c->init->spawn && !c->init->exited ? CTR_CREATED : CTR_RUNNING;
-    log_info(SUB, "container %s resumed (%s)", c->id, container_status_name(c->status));
-    return 0;
-}
-
-/* ======================================================================================================
  * UpdateEphemeralMounts
  * ====================================================================================================== */
 

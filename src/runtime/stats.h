@@ -65,14 +65,11 @@ bool stats_hugepage_name(const char *dirent, char *out, size_t n);
 /* cpuacct.stat ticks to nanoseconds. */
 uint64_t stats_ticks_to_ns(uint64_t ticks, long clk_tck);
 
-/* ---- UpdateContainer, PauseContainer, ResumeContainer ---- */
+/* ---- UpdateContainer (Pause/Resume live in container.c: container_pause/container_resume) ---- */
 
 /* Apply res live (cgroup_apply update=true: everything validated before the first write), widen the cpuset
  * of the ancestors when the new cpus need it, then store a copy of res in the container's spec. */
 int ctr_update_resources(struct container *c, const Grpc__LinuxResources *res, ka_err *e);
-/* Freeze (from created or running) / thaw (from paused, back to the state it was paused in). */
-int ctr_pause(struct container *c, ka_err *e);
-int ctr_resume(struct container *c, ka_err *e);
 
 /* ---- UpdateEphemeralMounts, RemoveStaleVirtiofsShareMounts ---- */
 
