@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the libFuzzer target with clang (ASan + UBSan) and fuzz for SECONDS (default 60).
-#   fuzz/run.sh 600        # ten minutes; new inputs land in fuzz/corpus-local (not committed)
+#   fuzz/run.sh 600        # ten minutes; new inputs land in fuzz/corpus-local, crashes in fuzz/artifacts
+#                          # (neither is committed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
@@ -11,7 +12,8 @@ if [[ ! -f $dir/build.ninja ]]; then
 fi
 ninja -C "$dir" fuzz/fuzz_ttrpc >/dev/null
 work=fuzz/corpus-local
-mkdir -p "$work"
+mkdir -p "$work" fuzz/artifacts
 # seeds (committed) first, new findings go to the scratch corpus
 "$dir/fuzz/fuzz_ttrpc" -max_total_time="$secs" -max_len=65536 -timeout=10 -print_final_stats=1 \
+  -artifact_prefix=fuzz/artifacts/ \
   "$work" fuzz/seeds 2>&1 | tail -n 12
