@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(
   # build
   meson ninja-build pkg-config gcc clang clang-format protobuf-c-compiler libprotobuf-c-dev
-  libjson-c-dev libseccomp-dev libcap-dev libmnl-dev
+  libjson-c-dev libseccomp-dev libcap-dev
   # sanitizers and fuzzing (libFuzzer and the ASan/UBSan runtimes of Debian's clang)
   libclang-rt-14-dev
   # integration tests

@@ -124,9 +124,8 @@ def main():
               f"  (max {max(samples) / 1024:.2f} MiB, target <= 2 MiB and flat)")
         with open(f"/proc/{agent.pid}/smaps_rollup") as f:
             roll = {line.split(":")[0]: int(line.split()[1]) for line in f if line.split()[-1] == "kB"}
-        print(f"  of which: anonymous {roll.get('Anonymous', 0)} KiB, file-backed (binary and shared libraries, "
-              f"mostly libc pages shared with every process) {roll.get('Rss', 0) - roll.get('Anonymous', 0)} KiB;"
-              f" PSS {roll.get('Pss', 0)} KiB")
+        print(f"  of which: anonymous {roll.get('Anonymous', 0)} KiB, file-backed (the binary's pages; it is "
+              f"linked statically) {roll.get('Rss', 0) - roll.get('Anonymous', 0)} KiB; PSS {roll.get('Pss', 0)} KiB")
         stripped = os.path.join(tmp, "kata-agent.stripped")
         sh("strip", "-o", stripped, os.path.join(BUILD, "kata-agent"))
         print(f"kata-agent stripped binary: {os.path.getsize(stripped)} bytes")

@@ -1,9 +1,8 @@
-/* rtnetlink (libmnl) for the network RPCs: bounded dumps of links, addresses and routes, batched changes. */
+/* rtnetlink for the network RPCs: bounded dumps of links, addresses and routes, batched changes. */
 #include "netlink.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <libmnl/libmnl.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
@@ -13,8 +12,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "../util/cleanup.h"
+#include "nlmsg.h"
 
 /* ======================================================================================================
  * Pure parsing and formatting
@@ -173,7 +174,7 @@ static size_t ip_len(int family)
 enum nl_kind { K_LINK_DOWN, K_ADDR_DEL, K_ADDR_ADD, K_LINK_SET, K_ROUTE_DEL, K_ROUTE_ADD, K_NEIGH_ADD };
 
 struct nl {
-    struct mnl_socket *sock;
+    int fd;
     uint32_t portid, seq;
     char *tx, *rx;
     size_t tx_len;
@@ -194,11 +195,11 @@ struct nl {
 
 static void nl_close(struct nl *nl)
 {
-    if (nl->sock)
-        mnl_socket_close(nl->sock);
+    if (nl->fd >= 0)
+        close(nl->fd);
     free(nl->tx);
     free(nl->rx);
-    nl->sock = NULL;
+    nl->fd = -1;
     nl->tx = nl->rx = NULL;
 }
 
@@ -208,51 +209,77 @@ static int nl_open(struct nl *nl, ka_err *e)
 {
     int one = 1;
     memset(nl, 0, sizeof(*nl));
+    nl->fd = -1;
     nl->tx = malloc(NL_TX_SIZE);
     nl->rx = malloc(NL_RX_SIZE);
     if (!nl->tx || !nl->rx)
         return ka_fail(e, KA_RESOURCE_EXHAUSTED, "out of memory");
-    nl->sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
-    if (!nl->sock)
+    nl->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (nl->fd < 0)
         return ka_fail_errno(e, errno, "open rtnetlink socket");
     /* short acknowledgements with the kernel's error text; older kernels simply lack them */
-    mnl_socket_setsockopt(nl->sock, NETLINK_CAP_ACK, &one, sizeof(one));
-    mnl_socket_setsockopt(nl->sock, NETLINK_EXT_ACK, &one, sizeof(one));
+    setsockopt(nl->fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+    setsockopt(nl->fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
     /* the kernel answers at once; a bug must not hang the event loop forever */
     struct timeval tv = {.tv_sec = NL_TIMEOUT_S};
-    setsockopt(mnl_socket_get_fd(nl->sock), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (mnl_socket_bind(nl->sock, 0, MNL_SOCKET_AUTOPID) < 0)
+    setsockopt(nl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+    socklen_t sl = sizeof(sa);
+    if (bind(nl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        getsockname(nl->fd, (struct sockaddr *)&sa, &sl) < 0)
         return ka_fail_errno(e, errno, "bind rtnetlink socket");
-    nl->portid = mnl_socket_get_portid(nl->sock);
+    nl->portid = sa.nl_pid;
     nl->seq = 1;
     return 0;
+}
+
+static int nl_send(struct nl *nl, const void *buf, size_t len)
+{
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    ssize_t r = sendto(nl->fd, buf, len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
+    return r == (ssize_t)len ? 0 : -1;
+}
+
+/* One datagram from the kernel into nl->rx; a truncated one is an error (ENOSPC), EINTR is retried. */
+static ssize_t nl_recv(struct nl *nl)
+{
+    for (;;) {
+        struct sockaddr_nl from;
+        socklen_t fl = sizeof(from);
+        ssize_t r = recvfrom(nl->fd, nl->rx, NL_RX_SIZE, MSG_TRUNC, (struct sockaddr *)&from, &fl);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r > NL_RX_SIZE) {
+            errno = ENOSPC;
+            return -1;
+        }
+        if (r >= 0 && from.nl_pid != 0) /* only the kernel talks to this socket */
+            continue;
+        return r;
+    }
 }
 
 /* The NLMSGERR_ATTR_MSG of an error acknowledgement, if the kernel sent one. */
 static void ext_ack_text(const struct nlmsghdr *h, char *out, size_t n)
 {
-    const struct nlmsgerr *er = mnl_nlmsg_get_payload(h);
-    size_t len = mnl_nlmsg_get_payload_len(h), off = sizeof(*er);
-    const struct nlattr *attr;
+    const struct nlmsgerr *er = nlm_payload(h);
+    size_t len = nlm_payload_len(h), off = sizeof(*er);
     out[0] = '\0';
-    if (!(h->nlmsg_flags & NLM_F_ACK_TLVS))
+    if (len < sizeof(*er) || !(h->nlmsg_flags & NLM_F_ACK_TLVS))
         return;
     if (!(h->nlmsg_flags & NLM_F_CAPPED))
         off += er->msg.nlmsg_len > sizeof(er->msg) ? er->msg.nlmsg_len - sizeof(er->msg) : 0;
     if (off >= len)
         return;
-    const void *tlvs = (const char *)er + off;
-    mnl_attr_for_each_payload(tlvs, len - off)
-    {
-        if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG &&
-            mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0) {
-            snprintf(out, n, "%s", mnl_attr_get_str(attr));
-            for (char *p = out; *p; p++)
-                if (*p < 0x20 || *p >= 0x7f)
-                    *p = '?';
-            return;
-        }
-    }
+    const struct nlattr *tb[NLMSGERR_ATTR_MSG + 1];
+    nla_parse((const char *)er + off, len - off, tb, NLMSGERR_ATTR_MSG);
+    const char *msg = tb[NLMSGERR_ATTR_MSG] ? nla_str(tb[NLMSGERR_ATTR_MSG]) : NULL;
+    if (!msg)
+        return;
+    snprintf(out, n, "%s", msg);
+    for (char *p = out; *p; p++)
+        if (*p < 0x20 || *p >= 0x7f)
+            *p = '?';
 }
 
 static void nl_commit(struct nl *nl)
@@ -274,23 +301,21 @@ static int nl_flush(struct nl *nl, ka_err *e)
     nl->tx_len = 0;
     if (n == 0)
         return 0;
-    if (mnl_socket_sendto(nl->sock, nl->tx, len) < 0)
+    if (nl_send(nl, nl->tx, len) < 0)
         return ka_fail_errno(e, errno, "rtnetlink send");
     while (acked < n) {
-        ssize_t r = mnl_socket_recvfrom(nl->sock, nl->rx, NL_RX_SIZE);
-        if (r < 0 && errno == EINTR)
-            continue;
+        ssize_t r = nl_recv(nl);
         if (r < 0)
             return ka_fail_errno(e, errno, "rtnetlink receive");
-        int left = (int)r;
-        for (const struct nlmsghdr *h = (void *)nl->rx; mnl_nlmsg_ok(h, left); h = mnl_nlmsg_next(h, &left)) {
+        size_t left = (size_t)r;
+        for (const struct nlmsghdr *h = (void *)nl->rx; nlm_ok(h, left); h = nlm_next(h, &left)) {
             uint32_t i = h->nlmsg_seq - seq0;
             if (h->nlmsg_type != NLMSG_ERROR || i >= n)
                 continue;
             acked++;
             int code = EPROTO;
-            if (mnl_nlmsg_get_payload_len(h) >= sizeof(struct nlmsgerr))
-                code = -((const struct nlmsgerr *)mnl_nlmsg_get_payload(h))->error;
+            if (nlm_payload_len(h) >= sizeof(struct nlmsgerr))
+                code = -((const struct nlmsgerr *)nlm_payload(h))->error;
             if (code == 0 || code == nl->q[i].ignore || nl->err)
                 continue;
             nl->err = code;
@@ -316,7 +341,7 @@ static struct nlmsghdr *nl_queue(struct nl *nl, uint16_t type, uint16_t flags, e
     nl_commit(nl);
     if ((nl->n == NL_BATCH_MSGS || NL_TX_SIZE - nl->tx_len < NL_MSG_MAX) && nl_flush(nl, e) < 0)
         return NULL;
-    struct nlmsghdr *h = mnl_nlmsg_put_header(nl->tx + nl->tx_len);
+    struct nlmsghdr *h = nlm_put_header(nl->tx + nl->tx_len);
     h->nlmsg_type = type;
     h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
     h->nlmsg_seq = ++nl->seq;
@@ -336,68 +361,66 @@ struct dump_ctx {
     bool failed;
 };
 
-/* Send a dump request (already filled after its header) and feed every answer to cb. */
-static int nl_dump(struct nl *nl, struct nlmsghdr *req, mnl_cb_t cb, struct dump_ctx *ctx, ka_err *e)
+/* A dump callback: 0 to go on, -1 (with ctx->failed set) to stop the dump. */
+typedef int (*nl_dump_cb)(const struct nlmsghdr *h, void *ctx);
+
+/* Send a dump request (already filled after its header) and feed every answer to cb until NLMSG_DONE. */
+static int nl_dump(struct nl *nl, struct nlmsghdr *req, nl_dump_cb cb, struct dump_ctx *ctx, ka_err *e)
 {
     req->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     req->nlmsg_seq = ++nl->seq;
-    if (mnl_socket_sendto(nl->sock, req, req->nlmsg_len) < 0)
+    if (nl_send(nl, req, req->nlmsg_len) < 0)
         return ka_fail_errno(e, errno, "rtnetlink dump request");
     for (;;) {
-        ssize_t r = mnl_socket_recvfrom(nl->sock, nl->rx, NL_RX_SIZE);
-        if (r < 0 && errno == EINTR)
-            continue;
+        ssize_t r = nl_recv(nl);
         if (r < 0)
             return ka_fail_errno(e, errno, "rtnetlink dump");
-        int ret = mnl_cb_run(nl->rx, (size_t)r, req->nlmsg_seq, nl->portid, cb, ctx);
-        if (ctx->failed)
-            return -1;
-        if (ret < 0)
-            return ka_fail_errno(e, errno, "rtnetlink dump%s", errno == EINTR ? " interrupted" : "");
-        if (ret == MNL_CB_STOP)
-            return 0;
+        size_t left = (size_t)r;
+        for (const struct nlmsghdr *h = (void *)nl->rx; nlm_ok(h, left); h = nlm_next(h, &left)) {
+            if (h->nlmsg_seq != req->nlmsg_seq || (h->nlmsg_pid && h->nlmsg_pid != nl->portid))
+                continue; /* not an answer to this dump */
+            if (h->nlmsg_type == NLMSG_DONE)
+                return 0;
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                int code = EPROTO;
+                if (nlm_payload_len(h) >= sizeof(struct nlmsgerr))
+                    code = -((const struct nlmsgerr *)nlm_payload(h))->error;
+                if (code == 0)
+                    return 0;
+                return ka_fail_errno(e, code, "rtnetlink dump%s", code == EINTR ? " interrupted" : "");
+            }
+            if (h->nlmsg_type < NLMSG_MIN_TYPE)
+                continue; /* NOOP, OVERRUN */
+            if (cb(h, ctx) < 0)
+                return -1;
+        }
     }
 }
 
-/* Attributes of a message into tb[0..max] (later duplicates win). */
-struct attr_tb {
-    const struct nlattr **tb;
-    unsigned max;
-};
-
-static int attr_cb(const struct nlattr *a, void *data)
-{
-    struct attr_tb *t = data;
-    unsigned type = mnl_attr_get_type(a);
-    if (type <= t->max)
-        t->tb[type] = a;
-    return MNL_CB_OK;
-}
-
+/* Attributes of a message after its family header of hdr_len bytes into tb[0..max] (later duplicates win). */
 static void parse_attrs(const struct nlmsghdr *h, size_t hdr_len, const struct nlattr **tb, unsigned max)
 {
-    struct attr_tb t = {tb, max};
-    memset(tb, 0, (max + 1) * sizeof(*tb));
-    mnl_attr_parse(h, (unsigned)hdr_len, attr_cb, &t);
+    size_t off = NLMSG_ALIGN(hdr_len), len = nlm_payload_len(h);
+    nla_parse((const char *)nlm_payload(h) + off, off < len ? len - off : 0, tb, max);
 }
 
 /* An address attribute of the right size for family into ip; false if absent or malformed. */
 static bool attr_ip(const struct nlattr *a, int family, uint8_t prefix, struct nl_ip *ip)
 {
-    if (!a || mnl_attr_get_payload_len(a) != ip_len(family))
+    if (!a || nla_data_len(a) != ip_len(family))
         return false;
     memset(ip, 0, sizeof(*ip));
     ip->family = (uint8_t)family;
     ip->prefix = prefix;
-    memcpy(ip->addr, mnl_attr_get_payload(a), ip_len(family));
+    memcpy(ip->addr, nla_data(a), ip_len(family));
     return true;
 }
 
 static bool attr_u32(const struct nlattr *a, uint32_t *v)
 {
-    if (!a || mnl_attr_get_payload_len(a) != sizeof(uint32_t))
+    if (!a || nla_data_len(a) != sizeof(uint32_t))
         return false;
-    *v = mnl_attr_get_u32(a);
+    memcpy(v, nla_data(a), sizeof(*v));
     return true;
 }
 
@@ -433,26 +456,27 @@ static int link_cb(const struct nlmsghdr *h, void *data)
 {
     struct link_dump *d = data;
     const struct nlattr *tb[IFLA_MAX + 1];
-    if (h->nlmsg_type != RTM_NEWLINK || mnl_nlmsg_get_payload_len(h) < sizeof(struct ifinfomsg))
-        return MNL_CB_OK;
+    if (h->nlmsg_type != RTM_NEWLINK || nlm_payload_len(h) < sizeof(struct ifinfomsg))
+        return 0;
     if (grow((void **)&d->v, &d->cap, d->n, sizeof(*d->v), NL_MAX_LINKS, "links", d->ctx.e) < 0) {
         d->ctx.failed = true;
-        return MNL_CB_ERROR;
+        return -1;
     }
-    const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(h);
+    const struct ifinfomsg *ifi = nlm_payload(h);
     struct nl_link *l = &d->v[d->n++];
     memset(l, 0, sizeof(*l));
     l->index = ifi->ifi_index;
     l->flags = ifi->ifi_flags;
     parse_attrs(h, sizeof(*ifi), tb, IFLA_MAX);
-    if (tb[IFLA_IFNAME] && mnl_attr_validate(tb[IFLA_IFNAME], MNL_TYPE_NUL_STRING) == 0)
-        snprintf(l->name, sizeof(l->name), "%s", mnl_attr_get_str(tb[IFLA_IFNAME]));
+    const char *name = tb[IFLA_IFNAME] ? nla_str(tb[IFLA_IFNAME]) : NULL;
+    if (name)
+        snprintf(l->name, sizeof(l->name), "%s", name);
     attr_u32(tb[IFLA_MTU], &l->mtu);
-    if (tb[IFLA_ADDRESS] && mnl_attr_get_payload_len(tb[IFLA_ADDRESS]) <= NL_HWADDR_MAX) {
-        l->hw_len = (uint8_t)mnl_attr_get_payload_len(tb[IFLA_ADDRESS]);
-        memcpy(l->hw, mnl_attr_get_payload(tb[IFLA_ADDRESS]), l->hw_len);
+    if (tb[IFLA_ADDRESS] && nla_data_len(tb[IFLA_ADDRESS]) <= NL_HWADDR_MAX) {
+        l->hw_len = (uint8_t)nla_data_len(tb[IFLA_ADDRESS]);
+        memcpy(l->hw, nla_data(tb[IFLA_ADDRESS]), l->hw_len);
     }
-    return MNL_CB_OK;
+    return 0;
 }
 
 static int cmp_link_index(const void *a, const void *b)
@@ -464,12 +488,12 @@ static int cmp_link_index(const void *a, const void *b)
 static int dump_links(struct nl *nl, struct nl_links *out, ka_err *e)
 {
     char buf[128];
-    struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
+    struct nlmsghdr *h = nlm_put_header(buf);
     struct link_dump d = {.ctx = {.e = e}};
     h->nlmsg_type = RTM_GETLINK;
-    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(h, sizeof(*ifi));
+    struct ifinfomsg *ifi = nlm_put_extra(h, sizeof(*ifi));
     ifi->ifi_family = AF_UNSPEC;
-    mnl_attr_put_u32(h, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    nla_put_u32(h, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
     if (nl_dump(nl, h, link_cb, &d.ctx, e) < 0) {
         free(d.v);
         return ka_wrap(e, "list links");
@@ -512,36 +536,36 @@ static int addr_cb(const struct nlmsghdr *h, void *data)
 {
     struct addr_dump *d = data;
     const struct nlattr *tb[IFA_MAX + 1];
-    if (h->nlmsg_type != RTM_NEWADDR || mnl_nlmsg_get_payload_len(h) < sizeof(struct ifaddrmsg))
-        return MNL_CB_OK;
-    const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(h);
+    if (h->nlmsg_type != RTM_NEWADDR || nlm_payload_len(h) < sizeof(struct ifaddrmsg))
+        return 0;
+    const struct ifaddrmsg *ifa = nlm_payload(h);
     if ((ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6) ||
         (d->only_index && (int)ifa->ifa_index != d->only_index))
-        return MNL_CB_OK;
+        return 0;
     parse_attrs(h, sizeof(*ifa), tb, IFA_MAX);
     struct addr_rec r = {.index = (int)ifa->ifa_index};
     bool has_local = attr_ip(tb[IFA_LOCAL], ifa->ifa_family, ifa->ifa_prefixlen, &r.local);
     bool has_addr = attr_ip(tb[IFA_ADDRESS], ifa->ifa_family, ifa->ifa_prefixlen, &r.address);
     if (!has_local && !has_addr)
-        return MNL_CB_OK;
+        return 0;
     if (!has_local)
         r.local = r.address;
     if (!has_addr)
         r.address = r.local;
     if (grow((void **)&d->v, &d->cap, d->n, sizeof(*d->v), NL_MAX_ADDRS, "addresses", d->ctx.e) < 0) {
         d->ctx.failed = true;
-        return MNL_CB_ERROR;
+        return -1;
     }
     d->v[d->n++] = r;
-    return MNL_CB_OK;
+    return 0;
 }
 
 static int dump_addrs(struct nl *nl, struct addr_dump *d, ka_err *e)
 {
     char buf[64];
-    struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
+    struct nlmsghdr *h = nlm_put_header(buf);
     h->nlmsg_type = RTM_GETADDR;
-    struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(h, sizeof(*ifa));
+    struct ifaddrmsg *ifa = nlm_put_extra(h, sizeof(*ifa));
     ifa->ifa_family = AF_UNSPEC;
     d->ctx.e = e;
     if (nl_dump(nl, h, addr_cb, &d->ctx, e) < 0) {
@@ -590,7 +614,7 @@ void nl_links_free(struct nl_links *l)
 
 int nl_list_links(struct nl_links *out, bool with_addrs, ka_err *e)
 {
-    cleanup_nl struct nl nl;
+    cleanup_nl struct nl nl = {.fd = -1};
     struct addr_dump d = {0};
     memset(out, 0, sizeof(*out));
     if (nl_open(&nl, e) < 0 || dump_links(&nl, out, e) < 0)
@@ -610,12 +634,12 @@ static int queue_addr_del(struct nl *nl, const struct addr_rec *a, size_t i, ka_
     struct nlmsghdr *h = nl_queue(nl, RTM_DELADDR, 0, K_ADDR_DEL, i, EADDRNOTAVAIL, e);
     if (!h)
         return -1;
-    struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(h, sizeof(*ifa));
+    struct ifaddrmsg *ifa = nlm_put_extra(h, sizeof(*ifa));
     ifa->ifa_family = a->local.family;
     ifa->ifa_prefixlen = a->local.prefix;
     ifa->ifa_index = (unsigned)a->index;
-    mnl_attr_put(h, IFA_LOCAL, ip_len(a->local.family), a->local.addr);
-    mnl_attr_put(h, IFA_ADDRESS, ip_len(a->address.family), a->address.addr);
+    nla_put(h, IFA_LOCAL, ip_len(a->local.family), a->local.addr);
+    nla_put(h, IFA_ADDRESS, ip_len(a->address.family), a->address.addr);
     return 0;
 }
 
@@ -625,17 +649,17 @@ static int queue_addr_add(struct nl *nl, int index, const struct nl_ip *ip, size
     struct nlmsghdr *h = nl_queue(nl, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, K_ADDR_ADD, i, EEXIST, e);
     if (!h)
         return -1;
-    struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(h, sizeof(*ifa));
+    struct ifaddrmsg *ifa = nlm_put_extra(h, sizeof(*ifa));
     ifa->ifa_family = ip->family;
     ifa->ifa_prefixlen = ip->prefix;
     ifa->ifa_index = (unsigned)index;
-    mnl_attr_put(h, IFA_LOCAL, ip_len(ip->family), ip->addr);
-    mnl_attr_put(h, IFA_ADDRESS, ip_len(ip->family), ip->addr);
+    nla_put(h, IFA_LOCAL, ip_len(ip->family), ip->addr);
+    nla_put(h, IFA_ADDRESS, ip_len(ip->family), ip->addr);
     if (ip->family == AF_INET && ip->prefix < 31) {
         uint32_t a;
         memcpy(&a, ip->addr, 4);
         a = htonl(ntohl(a) | (ip->prefix ? 0xffffffffu >> ip->prefix : 0xffffffffu));
-        mnl_attr_put(h, IFA_BROADCAST, 4, &a);
+        nla_put(h, IFA_BROADCAST, 4, &a);
     }
     return 0;
 }
@@ -647,15 +671,15 @@ static int queue_link_set(struct nl *nl, int index, unsigned mask, unsigned flag
     struct nlmsghdr *h = nl_queue(nl, RTM_NEWLINK, 0, kind, 0, 0, e);
     if (!h)
         return -1;
-    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(h, sizeof(*ifi));
+    struct ifinfomsg *ifi = nlm_put_extra(h, sizeof(*ifi));
     ifi->ifi_family = AF_UNSPEC;
     ifi->ifi_index = index;
     ifi->ifi_change = mask;
     ifi->ifi_flags = flags;
     if (mtu)
-        mnl_attr_put_u32(h, IFLA_MTU, mtu);
+        nla_put_u32(h, IFLA_MTU, mtu);
     if (name && name[0])
-        mnl_attr_put_strz(h, IFLA_IFNAME, name);
+        nla_put_strz(h, IFLA_IFNAME, name);
     return 0;
 }
 
@@ -703,7 +727,7 @@ static const char *iface_step(uint8_t kind)
 
 int nl_update_iface(const struct nl_iface_cfg *cfg, ka_err *e)
 {
-    cleanup_nl struct nl nl;
+    cleanup_nl struct nl nl = {.fd = -1};
     struct nl_links links = {0};
     struct addr_dump d = {0};
     struct nl_link *l;
@@ -761,19 +785,19 @@ static int route_cb(const struct nlmsghdr *h, void *data)
 {
     struct route_dump *d = data;
     const struct nlattr *tb[RTA_MAX + 1];
-    if (h->nlmsg_type != RTM_NEWROUTE || mnl_nlmsg_get_payload_len(h) < sizeof(struct rtmsg))
-        return MNL_CB_OK;
-    const struct rtmsg *rtm = mnl_nlmsg_get_payload(h);
+    if (h->nlmsg_type != RTM_NEWROUTE || nlm_payload_len(h) < sizeof(struct rtmsg))
+        return 0;
+    const struct rtmsg *rtm = nlm_payload(h);
     if ((rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6) || (rtm->rtm_flags & RTM_F_CLONED))
-        return MNL_CB_OK;
+        return 0;
     parse_attrs(h, sizeof(*rtm), tb, RTA_MAX);
     uint32_t table = rtm->rtm_table;
     attr_u32(tb[RTA_TABLE], &table);
     if (table != RT_TABLE_MAIN)
-        return MNL_CB_OK;
+        return 0;
     if (grow((void **)&d->v, &d->cap, d->n, sizeof(*d->v), NL_MAX_ROUTES, "routes", d->ctx.e) < 0) {
         d->ctx.failed = true;
-        return MNL_CB_ERROR;
+        return -1;
     }
     struct nl_route *r = &d->v[d->n++];
     uint32_t oif = 0;
@@ -792,7 +816,7 @@ static int route_cb(const struct nlmsghdr *h, void *data)
     r->has_priority = attr_u32(tb[RTA_PRIORITY], &r->priority);
     if (attr_u32(tb[RTA_OIF], &oif))
         r->oif = (int)oif;
-    return MNL_CB_OK;
+    return 0;
 }
 
 static int dump_routes(struct nl *nl, struct route_dump *d, ka_err *e)
@@ -801,9 +825,9 @@ static int dump_routes(struct nl *nl, struct route_dump *d, ka_err *e)
     d->ctx.e = e;
     for (size_t i = 0; i < ARRAY_SIZE(families); i++) {
         char buf[64];
-        struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
+        struct nlmsghdr *h = nlm_put_header(buf);
         h->nlmsg_type = RTM_GETROUTE;
-        struct rtmsg *rtm = mnl_nlmsg_put_extra_header(h, sizeof(*rtm));
+        struct rtmsg *rtm = nlm_put_extra(h, sizeof(*rtm));
         rtm->rtm_family = families[i];
         if (nl_dump(nl, h, route_cb, &d->ctx, e) < 0) {
             free(d->v);
@@ -823,7 +847,7 @@ void nl_routes_free(struct nl_routes *r)
 
 int nl_list_routes(struct nl_routes *out, ka_err *e)
 {
-    cleanup_nl struct nl nl;
+    cleanup_nl struct nl nl = {.fd = -1};
     struct nl_links links = {0};
     struct route_dump d = {0};
     memset(out, 0, sizeof(*out));
@@ -846,7 +870,7 @@ int nl_list_routes(struct nl_routes *out, ka_err *e)
 
 static void put_ip(struct nlmsghdr *h, uint16_t type, const struct nl_ip *ip)
 {
-    mnl_attr_put(h, type, ip_len(ip->family), ip->addr);
+    nla_put(h, type, ip_len(ip->family), ip->addr);
 }
 
 /* RTM_DELROUTE matching one dumped route exactly (as `ip route flush` does, from its own fields). */
@@ -855,7 +879,7 @@ static int queue_route_del(struct nl *nl, const struct nl_route *r, size_t i, ka
     struct nlmsghdr *h = nl_queue(nl, RTM_DELROUTE, 0, K_ROUTE_DEL, i, ESRCH, e);
     if (!h)
         return -1;
-    struct rtmsg *rtm = mnl_nlmsg_put_extra_header(h, sizeof(*rtm));
+    struct rtmsg *rtm = nlm_put_extra(h, sizeof(*rtm));
     rtm->rtm_family = r->family;
     rtm->rtm_dst_len = r->dst.prefix;
     rtm->rtm_src_len = r->has_src ? r->src.prefix : 0;
@@ -871,8 +895,8 @@ static int queue_route_del(struct nl *nl, const struct nl_route *r, size_t i, ka
     if (r->has_gw)
         put_ip(h, RTA_GATEWAY, &r->gw);
     if (r->has_priority)
-        mnl_attr_put_u32(h, RTA_PRIORITY, r->priority);
-    mnl_attr_put_u32(h, RTA_OIF, (uint32_t)r->oif);
+        nla_put_u32(h, RTA_PRIORITY, r->priority);
+    nla_put_u32(h, RTA_OIF, (uint32_t)r->oif);
     return 0;
 }
 
@@ -882,7 +906,7 @@ static int queue_route_add(struct nl *nl, const struct nl_route *r, int oif, siz
     struct nlmsghdr *h = nl_queue(nl, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, K_ROUTE_ADD, i, EEXIST, e);
     if (!h)
         return -1;
-    struct rtmsg *rtm = mnl_nlmsg_put_extra_header(h, sizeof(*rtm));
+    struct rtmsg *rtm = nlm_put_extra(h, sizeof(*rtm));
     rtm->rtm_family = r->family;
     rtm->rtm_dst_len = r->has_dst ? r->dst.prefix : 0;
     rtm->rtm_src_len = r->has_src ? r->src.prefix : 0;
@@ -898,7 +922,7 @@ static int queue_route_add(struct nl *nl, const struct nl_route *r, int oif, siz
         put_ip(h, RTA_PREFSRC, &r->prefsrc);
     if (r->has_gw)
         put_ip(h, RTA_GATEWAY, &r->gw);
-    mnl_attr_put_u32(h, RTA_OIF, (uint32_t)oif);
+    nla_put_u32(h, RTA_OIF, (uint32_t)oif);
     return 0;
 }
 
@@ -930,7 +954,7 @@ static void route_text(const struct nl_route *r, const char *dev, char *out, siz
 
 int nl_replace_routes(const struct nl_route *routes, size_t n, ka_err *e)
 {
-    cleanup_nl struct nl nl;
+    cleanup_nl struct nl nl = {.fd = -1};
     struct nl_links links = {0};
     struct route_dump d = {0};
     cleanup_free int *oif = calloc(n ? n : 1, sizeof(int));
@@ -978,7 +1002,7 @@ out:
 
 int nl_add_neighs(const struct nl_neigh *v, size_t n, ka_err *e)
 {
-    cleanup_nl struct nl nl;
+    cleanup_nl struct nl nl = {.fd = -1};
     struct nl_links links = {0};
     cleanup_free int *idx = calloc(n ? n : 1, sizeof(int));
     int ret = -1;
@@ -996,14 +1020,14 @@ int nl_add_neighs(const struct nl_neigh *v, size_t n, ka_err *e)
         struct nlmsghdr *h = nl_queue(&nl, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, K_NEIGH_ADD, i, 0, e);
         if (!h)
             goto out;
-        struct ndmsg *nd = mnl_nlmsg_put_extra_header(h, sizeof(*nd));
+        struct ndmsg *nd = nlm_put_extra(h, sizeof(*nd));
         nd->ndm_family = v[i].dst.family;
         nd->ndm_ifindex = idx[i];
         nd->ndm_state = v[i].state;
         nd->ndm_flags = v[i].flags;
         put_ip(h, NDA_DST, &v[i].dst);
         if (v[i].has_lladdr)
-            mnl_attr_put(h, NDA_LLADDR, 6, v[i].lladdr);
+            nla_put(h, NDA_LLADDR, 6, v[i].lladdr);
     }
     if (nl_flush(&nl, e) < 0)
         goto out;

@@ -36,6 +36,7 @@ struct loop {
 
     struct list defers;
     struct list children;
+    uint64_t busy_poll_ns; /* keep polling this long after events before sleeping, 0 = never */
 };
 
 uint64_t loop_now_ns(void)
@@ -210,8 +211,7 @@ static void on_sigchld(const struct signalfd_siginfo *si, void *data)
         if (waitpid(pid, &status, __WALL) < 0)
             continue;
         struct loop_child *found = NULL;
-        list_for_each(pos, &l->children)
-        {
+        list_for_each (pos, &l->children) {
             struct loop_child *c = container_of(pos, struct loop_child, link);
             if (c->pid == pid) {
                 found = c;
@@ -383,11 +383,25 @@ int loop_run_once(struct loop *l, int timeout_ms, ka_err *e)
     return n;
 }
 
+void loop_set_busy_poll(struct loop *l, uint32_t usec)
+{
+    l->busy_poll_ns = (uint64_t)usec * 1000;
+}
+
 int loop_run(struct loop *l, ka_err *e)
 {
+    uint64_t spin_until = 0; /* while active, poll without sleeping: a request that follows a reply closely
+                              * is picked up without the scheduler's wake-up latency */
     l->running = true;
-    while (l->running)
-        if (loop_run_once(l, -1, e) < 0)
+    while (l->running) {
+        bool spin = spin_until && loop_now_ns() < spin_until;
+        int n = loop_run_once(l, spin ? 0 : -1, e);
+        if (n < 0)
             return -1;
+        if (n > 0 && l->busy_poll_ns)
+            spin_until = loop_now_ns() + l->busy_poll_ns;
+        else if (!spin)
+            spin_until = 0;
+    }
     return 0;
 }

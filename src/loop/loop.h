@@ -49,6 +49,9 @@ void loop_free(struct loop *l);
 /* Run until loop_stop(); returns 0, or -1 with e set on an epoll failure. */
 int loop_run(struct loop *l, ka_err *e);
 void loop_stop(struct loop *l);
+/* After a round with events, loop_run polls for up to usec more before sleeping (0, the default, = never):
+ * a request arriving in that window skips the wake-up latency, at the price of that much CPU per burst. */
+void loop_set_busy_poll(struct loop *l, uint32_t usec);
 /* One round: wait up to timeout_ms (-1 = forever) for events, dispatch them and the defers.
  * Returns the number of fd events, or -1 with e set. */
 int loop_run_once(struct loop *l, int timeout_ms, ka_err *e);

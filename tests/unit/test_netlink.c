@@ -1,8 +1,12 @@
-/* Network text parsing and formatting: MAC addresses, IPs, prefixes, CIDRs, interface names, hwAddr text. */
+/* Network text parsing and formatting (MAC addresses, IPs, prefixes, CIDRs, interface names, hwAddr text) and
+ * the netlink message helpers (building, and parsing truncated or malformed attribute streams). */
 #include <arpa/inet.h>
 #include <string.h>
 
 #include "guest/netlink.h"
+#include "guest/nlmsg.h"
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
 #include "unit.h"
 
 static bool mac_ok(const char *s, const char *want_hex)
@@ -175,4 +179,78 @@ TEST(ip_format)
     CHECK_INT(strlen(nl_quote(longs, q)), 67);
 }
 
-RUN(mac_parsing, ip_parsing, prefix_parsing, cidr_parsing, ifname_check, hwaddr_format, ip_format)
+TEST(nlmsg_build)
+{
+    _Alignas(4) char buf[256];
+    struct nlmsghdr *h = nlm_put_header(buf);
+    CHECK_INT(h->nlmsg_len, NLMSG_HDRLEN);
+    struct ifinfomsg *ifi = nlm_put_extra(h, sizeof(*ifi));
+    CHECK(ifi->ifi_index == 0 && (char *)ifi == buf + NLMSG_HDRLEN);
+    nla_put_strz(h, IFLA_IFNAME, "eth0"); /* 5 bytes: padded to 8 */
+    nla_put_u32(h, IFLA_MTU, 1400);
+    nla_put(h, IFLA_ADDRESS, 6, "\x02\x42\xac\x11\x00\x02");
+    CHECK_INT(h->nlmsg_len, NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(*ifi)) + 12 + 8 + 12);
+    CHECK_INT(nlm_payload_len(h), h->nlmsg_len - NLMSG_HDRLEN);
+
+    const struct nlattr *tb[IFLA_MAX + 1];
+    size_t off = NLMSG_ALIGN(sizeof(*ifi));
+    nla_parse((char *)nlm_payload(h) + off, nlm_payload_len(h) - off, tb, IFLA_MAX);
+    CHECK(tb[IFLA_IFNAME] && nla_str(tb[IFLA_IFNAME]) && strcmp(nla_str(tb[IFLA_IFNAME]), "eth0") == 0);
+    CHECK(tb[IFLA_MTU] && nla_data_len(tb[IFLA_MTU]) == 4 &&
+          *(const uint32_t *)nla_data(tb[IFLA_MTU]) == 1400);
+    CHECK(tb[IFLA_ADDRESS] && nla_data_len(tb[IFLA_ADDRESS]) == 6);
+    CHECK(!tb[IFLA_BROADCAST]);
+
+    /* two messages back to back, then a truncated third */
+    size_t total = 2 * NLMSG_ALIGN(h->nlmsg_len);
+    memcpy(buf + NLMSG_ALIGN(h->nlmsg_len), buf, h->nlmsg_len);
+    size_t left = total + 8, n = 0;
+    for (const struct nlmsghdr *m = (void *)buf; nlm_ok(m, left); m = nlm_next(m, &left))
+        n++;
+    CHECK_INT(n, 2);
+}
+
+TEST(nlmsg_hostile_attrs)
+{
+    _Alignas(4) char buf[64] = {0};
+    const struct nlattr *tb[8];
+    struct nlattr *a = (void *)buf;
+
+    a->nla_len = 3; /* shorter than its own header: nothing parsed, no loop */
+    a->nla_type = 1;
+    nla_parse(buf, sizeof(buf), tb, 7);
+    CHECK(!tb[1]);
+
+    a->nla_len = 200; /* longer than the buffer */
+    nla_parse(buf, sizeof(buf), tb, 7);
+    CHECK(!tb[1]);
+
+    a->nla_len = 8; /* fine, followed by a type beyond max and a NUL-less string */
+    a->nla_type = 1 | NLA_F_NESTED;
+    struct nlattr *b = (void *)(buf + 8);
+    b->nla_len = 8;
+    b->nla_type = 60;
+    struct nlattr *c = (void *)(buf + 16);
+    c->nla_len = 8;
+    c->nla_type = 2;
+    memcpy(buf + 20, "abcd", 4);
+    nla_parse(buf, 24, tb, 7);
+    CHECK(tb[1] == a && nla_kind(tb[1]) == 1);
+    CHECK(tb[2] == c && nla_str(c) == NULL);
+    nla_parse(buf, 23, tb, 7); /* the last attribute cut short: dropped */
+    CHECK(tb[1] == a && !tb[2]);
+    nla_parse(buf, 2, tb, 7); /* less than a header */
+    CHECK(!tb[1]);
+
+    struct nlmsghdr *h = (void *)buf; /* message headers claiming too much or too little */
+    h->nlmsg_len = 100;
+    CHECK(!nlm_ok(h, sizeof(buf)));
+    h->nlmsg_len = 4;
+    CHECK(!nlm_ok(h, sizeof(buf)));
+    CHECK_INT(nlm_payload_len(h), 0);
+    h->nlmsg_len = 16;
+    CHECK(nlm_ok(h, 16) && !nlm_ok(h, 15));
+}
+
+RUN(nlmsg_build, nlmsg_hostile_attrs, mac_parsing, ip_parsing, prefix_parsing, cidr_parsing, ifname_check,
+    hwaddr_format, ip_format)
