@@ -17,6 +17,7 @@
 
 #include "agent/agent.h"
 #include "rpc/rpc.h"
+#include "guest/uevent.h"
 #include "util/log.h"
 
 static struct agent agent;
@@ -30,6 +31,7 @@ static char *allowed[] = {
     "GetIPTablesRequest",     "VolumeStatsRequest",     "CopyFileRequest",
     "RemoveContainerRequest", "StartContainerRequest",  "PauseContainerRequest",
     "ResumeContainerRequest", "UpdateContainerRequest", "RemoveStaleVirtiofsShareMountsRequest",
+    "AddSwapRequest",
 };
 
 static void isolate(void)
@@ -64,6 +66,10 @@ static void setup(void)
         sandbox_init(&agent.sb, agent.loop, &rc, &e) < 0)
         abort();
     agent.sb.oom = &agent.oom;
+    agent.dev_root = "/nonexistent-dev"; /* AddSwap resolves and waits, but never finds a disk to swap on */
+    agent.uevents = uevent_mon_new(agent.loop, agent.sysfs_root, agent.dev_root, &e);
+    if (!agent.uevents)
+        abort();
     if (!agent.srv || rpc_register(&agent, &e) < 0)
         abort();
 }

@@ -9,6 +9,7 @@
 #include "config.h"
 
 struct listeners;
+struct uevent_mon;
 struct copyfile;
 
 struct agent {
@@ -18,7 +19,9 @@ struct agent {
     struct listeners *listeners;
     bool init_mode;         /* running as PID 1 */
     const char *sysfs_root; /* "/sys"; tests point it at a fake tree (--sysfs-root) */
-    struct sandbox sb;      /* the sandbox and its containers */
+    const char *dev_root;   /* "/dev"; where hot-plugged disks' nodes are (--dev-root for tests) */
+    struct uevent_mon *uevents;
+    struct sandbox sb; /* the sandbox and its containers */
     bool sb_ready;
     struct oom_queue oom;    /* OOM events waiting for GetOOMEvent */
     struct list oom_waiters; /* GetOOMEvent calls waiting for an event */

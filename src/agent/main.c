@@ -14,6 +14,7 @@
 #include "init.h"
 #include "listen.h"
 #include "../rpc/rpc.h"
+#include "../guest/uevent.h"
 #include "../ttrpc/frame.h"
 #include "../util/cleanup.h"
 #include "../util/log.h"
@@ -33,6 +34,7 @@ static void usage(FILE *f)
         "      --log-level LEVEL   trace, debug, info, warn, error or critical\n"
         "      --cmdline FILE      read kernel options from FILE instead of /proc/cmdline (tests)\n"
         "      --sysfs-root DIR    read and write sysfs under DIR instead of /sys (tests)\n"
+        "      --dev-root DIR      find hot-plugged disks' nodes under DIR instead of /dev (tests)\n"
         "  -v, --version           print the version and exit\n"
         "  -h, --help              this text\n");
 }
@@ -177,6 +179,9 @@ static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
         return -1;
     a->sb.oom = &a->oom;
     a->sb_ready = true;
+    a->uevents = uevent_mon_new(a->loop, a->sysfs_root, a->dev_root, e);
+    if (!a->uevents)
+        return -1;
     a->srv = ttrpc_server_new(a->loop, e);
     if (!a->srv || rpc_register(a, e) < 0)
         return -1;
@@ -195,12 +200,13 @@ int agent_main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'l'},
         {"cmdline", required_argument, NULL, 'k'},
         {"sysfs-root", required_argument, NULL, 's'},
+        {"dev-root", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct config_sources src = {.use_env = true};
     const char *cmdline_path = "/proc/cmdline";
-    struct agent a = {.sysfs_root = "/sys"};
+    struct agent a = {.sysfs_root = "/sys", .dev_root = "/dev"};
     int opt;
 
     while ((opt = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
@@ -223,6 +229,9 @@ int agent_main(int argc, char **argv)
             break;
         case 's':
             a.sysfs_root = optarg;
+            break;
+        case 'd':
+            a.dev_root = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -265,6 +274,7 @@ int agent_main(int argc, char **argv)
     listeners_free(a.listeners);
     if (a.sb_ready)
         sandbox_fini(&a.sb);
+    uevent_mon_free(a.uevents);
     loop_free(a.loop);
     oom_queue_free(&a.oom);
     config_free(&a.cfg);

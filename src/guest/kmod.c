@@ -3,31 +3,19 @@
 #include "kmod.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include "../util/buf.h"
+#include "../loop/child_run.h"
 #include "../util/cleanup.h"
 #include "../util/log.h"
 
-#define SUB            "kmod"
-#define TAIL_BUF_MAX   512 /* stderr tail kept; stdout keeps less (the error message is 1 KiB) */
-#define STDOUT_TAIL    256
-#define READS_PER_CALL 16
-
-/* The last bytes a child wrote to one of its output pipes. */
-struct kmod_stream {
-    struct loop_io io; /* fd -1 once closed */
-    size_t cap, len;
-    bool truncated;
-    char buf[TAIL_BUF_MAX];
-};
+#define SUB          "kmod"
+#define TAIL_BUF_MAX 512 /* stderr tail kept; stdout keeps less (the error message is 1 KiB) */
+#define STDOUT_TAIL  256
 
 struct kmod_load {
     struct loop *l;
@@ -35,82 +23,18 @@ struct kmod_load {
     char ***argv; /* per module: modprobe -v name params... NULL */
     void (*done)(void *arg, const ka_err *err);
     void *arg;
-    struct loop_child child;
-    bool running;
-    struct kmod_stream out, err;
+    struct child_run run;
     struct loop_defer defer;
 };
 
-/* ---- output capture ---- */
-
-static void stream_append(struct kmod_stream *s, const char *data, size_t n)
-{
-    if (tail_append(s->buf, s->cap, &s->len, data, n))
-        s->truncated = true;
-}
-
-/* Read what is there (a bounded amount); true at EOF or on a read error. */
-static bool stream_read(struct kmod_stream *s)
-{
-    char chunk[4096];
-    for (int i = 0; i < READS_PER_CALL; i++) {
-        ssize_t r = read(s->io.fd, chunk, sizeof(chunk));
-        if (r > 0) {
-            stream_append(s, chunk, (size_t)r);
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        return !(r < 0 && errno == EAGAIN);
-    }
-    return false;
-}
-
-static void stream_close(struct loop *l, struct kmod_stream *s)
-{
-    if (s->io.fd < 0)
-        return;
-    loop_io_del(l, &s->io);
-    close(s->io.fd);
-    s->io.fd = -1;
-}
-
-static void stream_reset(struct kmod_stream *s, size_t cap, void (*cb)(struct loop_io *io, uint32_t revents))
-{
-    s->io.fd = -1;
-    s->io.events = EPOLLIN;
-    s->io.cb = cb;
-    s->cap = cap;
-    s->len = 0;
-    s->truncated = false;
-}
-
-/* NUL-terminated text of the tail, trailing whitespace dropped, "..." in front when cut. */
-static const char *stream_text(struct kmod_stream *s, char *out, size_t outsz)
+/* NUL-terminated text of a tail, trailing whitespace dropped, "..." in front when cut. */
+static const char *stream_text(const struct child_out *s, char *out, size_t outsz)
 {
     size_t len = s->len;
-    while (len > 0 && (s->buf[len - 1] == '\n' || s->buf[len - 1] == ' ' || s->buf[len - 1] == '\t'))
+    while (len > 0 && (s->tail[len - 1] == '\n' || s->tail[len - 1] == ' ' || s->tail[len - 1] == '\t'))
         len--;
-    snprintf(out, outsz, "%s%.*s", s->truncated ? "..." : "", (int)len, s->buf);
+    snprintf(out, outsz, "%s%.*s", s->total > s->len ? "..." : "", (int)len, s->tail);
     return out;
-}
-
-static void on_out(struct loop_io *io, uint32_t revents)
-{
-    struct kmod_stream *s = container_of(io, struct kmod_stream, io);
-    struct kmod_load *k = container_of(s, struct kmod_load, out);
-    (void)revents;
-    if (stream_read(s))
-        stream_close(k->l, s);
-}
-
-static void on_err(struct loop_io *io, uint32_t revents)
-{
-    struct kmod_stream *s = container_of(io, struct kmod_stream, io);
-    struct kmod_load *k = container_of(s, struct kmod_load, err);
-    (void)revents;
-    if (stream_read(s))
-        stream_close(k->l, s);
 }
 
 /* ---- lifetime ---- */
@@ -126,8 +50,7 @@ static void argv_free(char **argv)
 
 static void kmod_free(struct kmod_load *k)
 {
-    stream_close(k->l, &k->out);
-    stream_close(k->l, &k->err);
+    child_run_cancel(&k->run);
     loop_defer_cancel(&k->defer);
     for (size_t i = 0; k->argv && i < k->n; i++)
         argv_free(k->argv[i]);
@@ -152,110 +75,16 @@ static void on_defer(struct loop_defer *d)
     finish(container_of(d, struct kmod_load, defer), NULL);
 }
 
-/* ---- the child ---- */
-
-static void child_reset_signals(void)
-{
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    for (int sig = 1; sig < NSIG; sig++) {
-        struct sigaction sa;
-        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-            signal(sig, SIG_DFL);
-    }
-}
-
-static void child_exec(char *const argv[], int out_w, int err_w)
-{
-    child_reset_signals();
-    setpgid(0, 0);
-    out_w = fcntl(out_w, F_DUPFD_CLOEXEC, 3);
-    err_w = fcntl(err_w, F_DUPFD_CLOEXEC, 3);
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (out_w < 0 || err_w < 0 || null < 0 || dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
-        _exit(126);
-    close_range(3, ~0U, 0);
-    execv(argv[0], argv);
-    dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
-}
-
 /* ---- running modules one by one ---- */
 
-static void on_exited(struct loop_child *c, int status);
-
-static int open_pipes(int out[2], int err[2], ka_err *e)
-{
-    if (pipe2(out, O_CLOEXEC) < 0)
-        return ka_fail_errno(e, errno, "pipe");
-    if (pipe2(err, O_CLOEXEC) < 0) {
-        ka_fail_errno(e, errno, "pipe");
-        close(out[0]);
-        close(out[1]);
-        return -1;
-    }
-    fcntl(out[0], F_SETFL, O_NONBLOCK);
-    fcntl(err[0], F_SETFL, O_NONBLOCK);
-    return 0;
-}
-
-static void kill_child(struct kmod_load *k)
-{
-    if (!k->running)
-        return;
-    kill(-k->child.pid, SIGKILL);
-    kill(k->child.pid, SIGKILL);
-    loop_child_unwatch(&k->child); /* the loop still reaps it */
-    k->running = false;
-}
-
-static int watch_streams(struct kmod_load *k, int out_r, int err_r, ka_err *e)
-{
-    k->out.io.fd = out_r;
-    k->err.io.fd = err_r;
-    if (loop_io_add(k->l, &k->out.io, e) < 0) {
-        close(out_r);
-        close(err_r);
-        k->out.io.fd = k->err.io.fd = -1;
-        return -1;
-    }
-    if (loop_io_add(k->l, &k->err.io, e) < 0) {
-        close(err_r);
-        k->err.io.fd = -1;
-        return -1;
-    }
-    return 0;
-}
+static void on_exited(struct child_run *r, int status);
 
 static int spawn(struct kmod_load *k, ka_err *e)
 {
-    int out[2], err[2];
-    stream_reset(&k->out, STDOUT_TAIL, on_out);
-    stream_reset(&k->err, TAIL_BUF_MAX, on_err);
-    if (open_pipes(out, err, e) < 0)
+    struct child_spec s = {.argv = k->argv[k->cur], .out_tail = STDOUT_TAIL, .err_tail = TAIL_BUF_MAX};
+    if (child_run_start(k->l, &k->run, &s, on_exited, e) < 0)
         return -1;
-    pid_t pid = fork();
-    if (pid == 0)
-        child_exec(k->argv[k->cur], out[1], err[1]);
-    int fork_errno = errno;
-    close(out[1]);
-    close(err[1]);
-    if (pid < 0) {
-        close(out[0]);
-        close(err[0]);
-        return ka_fail_errno(e, fork_errno, "fork modprobe");
-    }
-    setpgid(pid, pid);
-    k->child.pid = pid;
-    k->child.exited = on_exited;
-    loop_child_watch(k->l, &k->child);
-    k->running = true;
-    log_info(SUB, "loading kernel module %s (pid %d)", k->argv[k->cur][2], (int)pid);
-    if (watch_streams(k, out[0], err[0], e) < 0) {
-        kill_child(k);
-        return -1;
-    }
+    log_info(SUB, "loading kernel module %s (pid %d)", k->argv[k->cur][2], (int)k->run.pid);
     return 0;
 }
 
@@ -263,8 +92,8 @@ static void fail_status(struct kmod_load *k, int status, ka_err *e)
 {
     char out[STDOUT_TAIL + 8], err[TAIL_BUF_MAX + 8];
     const char *name = k->argv[k->cur][2];
-    stream_text(&k->out, out, sizeof(out));
-    stream_text(&k->err, err, sizeof(err));
+    stream_text(&k->run.out, out, sizeof(out));
+    stream_text(&k->run.err, err, sizeof(err));
     if (WIFSIGNALED(status))
         ka_fail(e, KA_INTERNAL, "load_kernel_module %s: Process terminated by signal %d stderr: %s", name,
                 WTERMSIG(status), err);
@@ -273,18 +102,10 @@ static void fail_status(struct kmod_load *k, int status, ka_err *e)
                 WEXITSTATUS(status), out, err);
 }
 
-static void on_exited(struct loop_child *c, int status)
+static void on_exited(struct child_run *r, int status)
 {
-    struct kmod_load *k = container_of(c, struct kmod_load, child);
+    struct kmod_load *k = container_of(r, struct kmod_load, run);
     ka_err e;
-    k->running = false;
-    /* everything the child wrote is in the pipes now; a grandchild keeping them open is not waited for */
-    if (k->out.io.fd >= 0)
-        stream_read(&k->out);
-    if (k->err.io.fd >= 0)
-        stream_read(&k->err);
-    stream_close(k->l, &k->out);
-    stream_close(k->l, &k->err);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fail_status(k, status, &e);
         finish(k, &e);
@@ -297,7 +118,6 @@ static void on_exited(struct loop_child *c, int status)
     if (spawn(k, &e) < 0)
         finish(k, &e);
 }
-
 /* ---- setup ---- */
 
 static char **build_argv(const char *modprobe, const Grpc__KernelModule *m)
@@ -335,8 +155,7 @@ static struct kmod_load *kmod_new(struct loop *l, const char *modprobe, Grpc__Ke
     if (!k)
         return NULL;
     k->l = l;
-    stream_reset(&k->out, STDOUT_TAIL, on_out);
-    stream_reset(&k->err, TAIL_BUF_MAX, on_err);
+    child_run_init(&k->run);
     loop_defer_init(&k->defer, on_defer);
     k->argv = calloc(n ? n : 1, sizeof(*k->argv));
     if (!k->argv) {
@@ -378,8 +197,6 @@ struct kmod_load *kmod_load_async(struct loop *l, const char *modprobe, Grpc__Ke
 
 void kmod_load_cancel(struct kmod_load *k)
 {
-    if (!k)
-        return;
-    kill_child(k);
-    kmod_free(k);
+    if (k)
+        kmod_free(k); /* kills a running modprobe */
 }

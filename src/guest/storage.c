@@ -1,5 +1,5 @@
-/* Storages (spec §4.2): ephemeral tmpfs, local directories and bind mounts, refcounted, confined to a base.
- */
+/* Storages (spec §4.2): ephemeral tmpfs, local directories, bind mounts, shared filesystems (virtio-fs, 9p,
+ * overlayfs) and disks (blk, scsi, nvdimm, mmioblk), refcounted, confined to a base. */
 #include "storage.h"
 
 #include <errno.h>
@@ -792,6 +792,57 @@ static int handle_bind(struct storage_set *s, struct storage_mount *m, const Grp
     return apply_propagation(t.fd, o.propagation, e);
 }
 
+/* A filesystem the host shares or a disk's filesystem: mount(source, mount point, fstype, flags, data). */
+static int mount_generic(struct storage_set *s, struct storage_mount *m, const Grpc__Storage *st,
+                         const char *source, ka_err *e)
+{
+    cleanup_target struct target t = {-1, -1, NULL};
+    struct mount_opts o;
+    char p[FD_PATH_MAX];
+    if (!st->fstype[0])
+        return ka_fail(e, KA_INVALID_ARGUMENT, "%s storage needs an fstype", st->driver);
+    if (parse_options(st, false, &o, e) < 0)
+        return -1;
+    if (o.flags & (MS_BIND | MS_REMOUNT))
+        return ka_fail(e, KA_INVALID_ARGUMENT, "bind/rbind/remount options are not valid for %s storage",
+                       st->driver);
+    if (target_open(s, m->rel, m, TARGET_DIR, &t, e) < 0)
+        return -1;
+    fd_path(p, t.fd);
+    if (mount(source, p, st->fstype, o.flags, o.data) < 0)
+        return ka_fail_errno(e, errno, "mount %s (%s) %s", source, st->fstype, o.data);
+    m->mounted = true;
+    if (target_reopen(s, &t, m->rel, e) < 0 || apply_group_mode(t.fd, &o, e) < 0 ||
+        apply_fs_group(t.fd, st->fs_group, o.flags & MS_RDONLY, e) < 0)
+        return -1;
+    return apply_propagation(t.fd, o.propagation, e);
+}
+
+/* virtio-fs, 9p, overlayfs: the source is a tag or what the filesystem makes of it. */
+static int handle_shared_fs(struct storage_set *s, struct storage_mount *m, const Grpc__Storage *st,
+                            ka_err *e)
+{
+    if (!st->source[0])
+        return ka_fail(e, KA_INVALID_ARGUMENT, "%s storage has no source", st->driver);
+    return mount_generic(s, m, st, st->source, e);
+}
+
+/* blk, scsi, nvdimm (their source already resolved to the guest's /dev path by the device layer), mmioblk:
+ * the source must be a block device (upstream also accepts directories and character devices). */
+static int handle_block(struct storage_set *s, struct storage_mount *m, const Grpc__Storage *st, ka_err *e)
+{
+    struct stat sb;
+    if (st->source[0] != '/')
+        return ka_fail(e, KA_INVALID_ARGUMENT, "%s storage source \"%.64s\" is not a device path", st->driver,
+                       st->source);
+    if (stat(st->source, &sb) < 0)
+        return ka_fail_errno(e, errno, "%s storage source %s", st->driver, st->source);
+    if (!S_ISBLK(sb.st_mode))
+        return ka_fail(e, KA_INVALID_ARGUMENT, "%s storage source %s is not a block device", st->driver,
+                       st->source);
+    return mount_generic(s, m, st, st->source, e);
+}
+
 static bool is_bind(const Grpc__Storage *st)
 {
     return strcmp(st->fstype, "bind") == 0 || has_option(st, "bind") || has_option(st, "rbind");
@@ -806,6 +857,11 @@ static storage_handler pick_handler(const Grpc__Storage *st, ka_err *e)
         return handle_bind;
     if (strcmp(d, "local") == 0)
         return handle_local;
+    if (strcmp(d, "blk") == 0 || strcmp(d, "mmioblk") == 0 || strcmp(d, "scsi") == 0 ||
+        strcmp(d, "nvdimm") == 0)
+        return handle_block;
+    if (strcmp(d, "virtio-fs") == 0 || strcmp(d, "9p") == 0 || strcmp(d, "overlayfs") == 0)
+        return handle_shared_fs;
     if (!*d)
         ka_fail(e, KA_INVALID_ARGUMENT, "storage driver is empty");
     else

@@ -1,7 +1,9 @@
-/* Sandbox and container storages (agent.proto Storage): the simple kinds handled so far — "ephemeral"
- * (tmpfs, keeping its options such as size and mode, which upstream drops; "fsgid=N" chowns the mount point
- * to group N and adds the setgid bit), "local" (a directory: "mode=0777" and "fsgid=N" options), and bind
- * mounts ("bind" fstype or a "bind"/"rbind" option, any driver whose source is a guest path).
+/* Sandbox and container storages (agent.proto Storage): "ephemeral" (tmpfs, keeping its options such as
+ * size and mode, which upstream drops; "fsgid=N" chowns the mount point to group N and adds the setgid bit),
+ * "local" (a directory: "mode=0777" and "fsgid=N" options), bind mounts ("bind" fstype or a "bind"/"rbind"
+ * option, any driver whose source is a guest path), shared filesystems ("virtio-fs", "9p", "overlayfs":
+ * mount(source, fstype, options)) and disks ("blk", "scsi", "nvdimm", "mmioblk": the source must be a block
+ * device — devices.c has already turned PCI paths and SCSI addresses into the guest's /dev path).
  * Storages are refcounted by mount point: a second use of the same mount point takes a reference instead
  * of mounting again (and is released with that container). Mount points must be absolute and stay inside
  * the allowed base directory (/run/kata-containers by default): they are resolved with openat2

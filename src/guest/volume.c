@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../util/buf.h"
+#include "../loop/child_run.h"
 #include "../util/cleanup.h"
 #include "../util/fs.h"
 #include "../util/log.h"
@@ -220,60 +219,16 @@ static int find_tool(const char *dirs, const char *name, char *out, size_t cap, 
 
 struct volume_resize {
     struct loop *l;
-    struct loop_child child;
-    bool running;
-    struct loop_io io; /* the child's stdout+stderr, fd -1 once closed */
-    char tail[TAIL_MAX];
-    size_t tail_len;
-    bool truncated;
+    struct child_run run;     /* stdout and stderr in one pipe */
     char what[PATH_MAX + 64]; /* "resize2fs /dev/vdb" for messages */
     struct loop_defer defer;
     void (*done)(void *arg, const ka_err *err);
     void *arg;
 };
 
-static void tail_add(struct volume_resize *r, const char *p, size_t n)
-{
-    if (tail_append(r->tail, sizeof(r->tail), &r->tail_len, p, n))
-        r->truncated = true;
-}
-
-static void io_close(struct volume_resize *r)
-{
-    if (r->io.fd < 0)
-        return;
-    loop_io_del(r->l, &r->io);
-    close(r->io.fd);
-    r->io.fd = -1;
-}
-
-/* Read what is there (bounded); closes the pipe at EOF. */
-static void drain(struct volume_resize *r)
-{
-    char buf[4096];
-    for (int i = 0; i < 16 && r->io.fd >= 0; i++) {
-        ssize_t n = read(r->io.fd, buf, sizeof(buf));
-        if (n > 0) {
-            tail_add(r, buf, (size_t)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n == 0 || errno != EAGAIN)
-            io_close(r);
-        return;
-    }
-}
-
-static void on_output(struct loop_io *io, uint32_t revents)
-{
-    (void)revents;
-    drain(container_of(io, struct volume_resize, io));
-}
-
 static void resize_free(struct volume_resize *r)
 {
-    io_close(r);
+    child_run_cancel(&r->run);
     loop_defer_cancel(&r->defer);
     free(r);
 }
@@ -294,13 +249,12 @@ static void on_defer(struct loop_defer *d)
     finish(container_of(d, struct volume_resize, defer), NULL);
 }
 
-static void on_exited(struct loop_child *c, int status)
+static void on_exited(struct child_run *run, int status)
 {
-    struct volume_resize *r = container_of(c, struct volume_resize, child);
-    r->running = false;
-    drain(r);
-    size_t len = r->tail_len;
-    while (len && (r->tail[len - 1] == '\n' || r->tail[len - 1] == ' '))
+    struct volume_resize *r = container_of(run, struct volume_resize, run);
+    const struct child_out *o = &run->out;
+    size_t len = o->len;
+    while (len && (o->tail[len - 1] == '\n' || o->tail[len - 1] == ' '))
         len--;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         log_info(SUB, "%s: done", r->what);
@@ -308,61 +262,22 @@ static void on_exited(struct loop_child *c, int status)
         return;
     }
     ka_err e;
+    const char *cut = o->total > o->len ? "..." : "";
     if (WIFSIGNALED(status))
-        ka_fail(&e, KA_INTERNAL, "%s: killed by signal %d: %s%.*s", r->what, WTERMSIG(status),
-                r->truncated ? "..." : "", (int)len, r->tail);
+        ka_fail(&e, KA_INTERNAL, "%s: killed by signal %d: %s%.*s", r->what, WTERMSIG(status), cut, (int)len,
+                o->tail);
     else
-        ka_fail(&e, KA_INTERNAL, "%s: exit status %d: %s%.*s", r->what, WEXITSTATUS(status),
-                r->truncated ? "..." : "", (int)len, r->tail);
+        ka_fail(&e, KA_INTERNAL, "%s: exit status %d: %s%.*s", r->what, WEXITSTATUS(status), cut, (int)len,
+                o->tail);
     finish(r, &e);
-}
-
-static void child_exec(char *const argv[], int out)
-{
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL); /* the loop blocks signals for its signalfd */
-    for (int sig = 1; sig < NSIG; sig++) {
-        struct sigaction sa;
-        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-            signal(sig, SIG_DFL);
-    }
-    setpgid(0, 0);
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-        _exit(126);
-    close_range(3, ~0U, 0);
-    execv(argv[0], argv);
-    dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
 }
 
 static int spawn(struct volume_resize *r, char *const argv[], ka_err *e)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return ka_fail_errno(e, errno, "pipe");
-    pid_t pid = fork();
-    if (pid == 0)
-        child_exec(argv, p[1]);
-    int err = errno;
-    close(p[1]);
-    if (pid < 0) {
-        close(p[0]);
-        return ka_fail_errno(e, err, "fork %s", argv[0]);
-    }
-    setpgid(pid, pid);
-    r->child.pid = pid;
-    r->child.exited = on_exited;
-    loop_child_watch(r->l, &r->child);
-    r->running = true;
-    fcntl(p[0], F_SETFL, O_NONBLOCK);
-    r->io.fd = p[0];
-    if (loop_io_add(r->l, &r->io, e) < 0) {
-        close(p[0]);
-        r->io.fd = -1; /* output is lost, the exit still counts */
-    }
-    log_info(SUB, "%s (pid %d)", r->what, (int)pid);
+    struct child_spec s = {.argv = argv, .merge_err = true, .out_tail = TAIL_MAX};
+    if (child_run_start(r->l, &r->run, &s, on_exited, e) < 0)
+        return -1;
+    log_info(SUB, "%s (pid %d)", r->what, (int)r->run.pid);
     return 0;
 }
 
@@ -375,9 +290,7 @@ static struct volume_resize *resize_new(struct loop *l, void (*done)(void *, con
         return NULL;
     }
     r->l = l;
-    r->io.fd = -1;
-    r->io.events = EPOLLIN;
-    r->io.cb = on_output;
+    child_run_init(&r->run);
     r->done = done;
     r->arg = arg;
     loop_defer_init(&r->defer, on_defer);
@@ -481,12 +394,6 @@ struct volume_resize *volume_resize_async(struct loop *l, const struct volume_re
 
 void volume_resize_cancel(struct volume_resize *r)
 {
-    if (!r)
-        return;
-    if (r->running) {
-        kill(-r->child.pid, SIGKILL);
-        kill(r->child.pid, SIGKILL);
-        loop_child_unwatch(&r->child); /* the loop still reaps it */
-    }
-    resize_free(r);
+    if (r)
+        resize_free(r); /* kills a running tool (its process group) */
 }

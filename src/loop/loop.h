@@ -73,6 +73,10 @@ void loop_defer_init(struct loop_defer *d, void (*cb)(struct loop_defer *d));
 /* Queue d to run once after the current batch of events (no-op if already queued). */
 void loop_defer(struct loop *l, struct loop_defer *d);
 void loop_defer_cancel(struct loop_defer *d);
+static inline bool loop_defer_pending(const struct loop_defer *d)
+{
+    return !list_empty(&d->link);
+}
 
 /* Take over SIGCHLD and start reaping (call once). */
 int loop_children_init(struct loop *l, ka_err *e);

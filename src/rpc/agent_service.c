@@ -54,6 +54,8 @@ static const struct {
     {"ResumeContainer", rpc_resume_container},
     {"UpdateEphemeralMounts", rpc_update_ephemeral_mounts},
     {"RemoveStaleVirtiofsShareMounts", rpc_remove_stale_virtiofs_share_mounts},
+    /* devices.c */
+    {"AddSwap", rpc_add_swap},
 };
 
 static const struct {

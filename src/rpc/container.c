@@ -59,13 +59,19 @@ static void op_started(struct ttrpc_call *c, int rc, struct ctr_op *op, const ka
     c->cancel = op_cancel;
 }
 
-void rpc_create_container(struct ttrpc_call *c, void *req)
+static void create_container(struct ttrpc_call *c)
 {
-    const Grpc__CreateContainerRequest *r = req;
+    const Grpc__CreateContainerRequest *r = c->req;
     struct ctr_op *op = NULL;
     ka_err e;
     int rc = container_create(&rpc_agent(c)->sb, r, op_done, c, &op, &e);
     op_started(c, rc, op, &e);
+}
+
+void rpc_create_container(struct ttrpc_call *c, void *req)
+{
+    Grpc__CreateContainerRequest *r = req;
+    rpc_after_devices(c, r->storages, r->n_storages, r->devices, r->n_devices, r->oci, create_container);
 }
 
 void rpc_start_container(struct ttrpc_call *c, void *req)

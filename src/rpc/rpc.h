@@ -2,6 +2,7 @@
  * agent_service.c builds the grpc.AgentService and grpc.Health method tables from the protobuf-c service
  * descriptors and routes each method to the handler named in its table (UNIMPLEMENTED when none yet). */
 #pragma once
+#include "agent.pb-c.h"
 #include "../agent/agent.h"
 #include "../ttrpc/server.h"
 
@@ -18,6 +19,13 @@ void rpc_health_check(struct ttrpc_call *c, void *req);
 void rpc_health_version(struct ttrpc_call *c, void *req);
 /* guest.c */
 void rpc_get_guest_details(struct ttrpc_call *c, void *req);
+/* devices.c */
+/* Run next(c) once the disks and devices the request names are there (now, or later from the loop), with
+ * the request rewritten to the guest's paths and numbers; on failure the call is answered instead. */
+void rpc_after_devices(struct ttrpc_call *c, Grpc__Storage **storages, size_t n_storages,
+                       Grpc__Device **devices, size_t n_devices, Grpc__Spec *spec,
+                       void (*next)(struct ttrpc_call *c));
+void rpc_add_swap(struct ttrpc_call *c, void *req);
 /* container.c */
 struct container;
 struct process;

@@ -18,15 +18,21 @@ static void create_done(void *arg, const ka_err *err)
         ttrpc_reply(c, NULL);
 }
 
-void rpc_create_sandbox(struct ttrpc_call *c, void *req)
+static void create_sandbox(struct ttrpc_call *c)
 {
     ka_err e;
-    if (sandbox_create(&rpc_agent(c)->sb, req, create_done, c, &e) < 0) {
+    if (sandbox_create(&rpc_agent(c)->sb, c->req, create_done, c, &e) < 0) {
         ttrpc_reply_err(c, &e);
         return;
     }
     if (!c->done)
         c->cancel = sandbox_cancel;
+}
+
+void rpc_create_sandbox(struct ttrpc_call *c, void *req)
+{
+    Grpc__CreateSandboxRequest *r = req;
+    rpc_after_devices(c, r->storages, r->n_storages, NULL, 0, NULL, create_sandbox);
 }
 
 static void destroy_done(void *arg, const ka_err *err)

@@ -1,5 +1,5 @@
-/* OCI hooks: fork/exec with the state JSON on stdin, output tail capture and timeouts; async and sync
- * runners. */
+/* OCI hooks: the state JSON, the command (args, env, timeout) of each hook, and the async and sync runners of
+ * the hook processes (spawned by src/loop/child_run.c). */
 #include "hooks.h"
 
 #include <dirent.h>
@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,17 +17,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../loop/child_run.h"
 #include "../util/buf.h"
 #include "../util/cleanup.h"
 #include "../util/log.h"
 
 #define HOOK_DEFAULT_TIMEOUT_S 10
 #define HOOK_MAX_TIMEOUT_S     (365LL * 24 * 3600)
-#define HOOK_TAIL_MAX          4096
+#define HOOK_TAIL_MAX          CHILD_TAIL_MAX
 #define HOOK_LOG_TAIL          1536 /* output logged (a log record is 4 KiB, escaping may double it) */
-#define HOOK_READ_ROUNDS       16   /* reads of 4 KiB per wake-up, so a chatty hook cannot starve the loop */
-#define HOOK_FINAL_ROUNDS      256  /* after exit: up to 1 MiB, the default pipe-max-size */
-#define HOOK_EXEC_FD           3    /* in the child: CLOEXEC pipe that reports an execve failure */
 #define SYNC_POLL_MS           20   /* sync runner without a pidfd: waitpid polling period */
 #define NS_PER_S               1000000000ull
 
@@ -271,233 +268,35 @@ static int hook_cmd_build(struct hook_cmd *c, const Grpc__Hook *h, ka_err *e)
     return ka_fail_errno(e, ENOMEM, "hook %s", h->path ? h->path : "");
 }
 
-/* ---- the child ---- */
+/* ---- a hook process (shared by both runners) ---- */
 
-static void child_reset_signals(void)
+static uint64_t timeout_ns(const struct hook_cmd *c)
 {
-    struct sigaction sa = {.sa_handler = SIG_DFL};
-    sigset_t none;
-    sigemptyset(&sa.sa_mask);
-    for (int s = 1; s < NSIG; s++)
-        sigaction(s, &sa, NULL); /* KILL, STOP and libc-reserved ones fail: fine */
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    return (uint64_t)c->timeout_s * NS_PER_S;
 }
 
-static void child_close_from(unsigned first)
+/* What to run for c: the state on stdin, stdout and stderr in one tail, an exec failure as an errno. */
+static int hook_spec(const struct hook_cmd *c, const char *state, struct child_spec *s, ka_err *e)
 {
-    if (syscall(SYS_close_range, first, ~0U, 0) == 0)
-        return;
-    long max = sysconf(_SC_OPEN_MAX);
-    for (long fd = first; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
-        close((int)fd);
-}
-
-/* stdin = in, stdout = stderr = out, HOOK_EXEC_FD = ex (CLOEXEC), nothing else. */
-static int child_fds(int in, int out, int ex)
-{
-    /* above stdio first, so that dup2 onto 0-2 never clobbers a source */
-    int hin = fcntl(in, F_DUPFD_CLOEXEC, 3), hout = fcntl(out, F_DUPFD_CLOEXEC, 3);
-    int hex = fcntl(ex, F_DUPFD_CLOEXEC, 3);
-    if (hin < 0 || hout < 0 || hex < 0)
-        return -1;
-    if (dup2(hin, 0) < 0 || dup2(hout, 1) < 0 || dup2(hout, 2) < 0)
-        return -1;
-    if (hex != HOOK_EXEC_FD && dup3(hex, HOOK_EXEC_FD, O_CLOEXEC) < 0)
-        return -1;
-    child_close_from(HOOK_EXEC_FD + 1);
-    return 0;
-}
-
-static void __attribute__((noreturn)) child_exec(const struct hook_cmd *c, int in, int out, int ex)
-{
-    setpgid(0, 0); /* its own group: a timeout kills the hook and everything it started */
-    child_reset_signals();
-    int rc = child_fds(in, out, ex);
-    if (rc == 0)
-        execve(c->path, c->argv, c->envp);
-    int err = errno;
-    (void)!write(rc == 0 ? HOOK_EXEC_FD : ex, &err, sizeof(err));
-    _exit(127);
-}
-
-/* ---- a running hook process (shared by both runners) ---- */
-
-struct hook_proc {
-    pid_t pid; /* 0 once reaped */
-    int in_fd, out_fd, exec_fd;
-    const char *state;
-    size_t state_len, state_off;
-    bool timed_out;
-    size_t out_total; /* output bytes seen; the last HOOK_TAIL_MAX are in tail (a ring) */
-    char tail[HOOK_TAIL_MAX];
-};
-
-static void proc_init(struct hook_proc *p, const char *state, size_t state_len)
-{
-    p->pid = 0;
-    p->in_fd = p->out_fd = p->exec_fd = -1;
-    p->state = state;
-    p->state_len = state_len;
-    p->state_off = 0;
-    p->timed_out = false;
-    p->out_total = 0;
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
-static void proc_close(struct hook_proc *p)
-{
-    close_fd(&p->in_fd);
-    close_fd(&p->out_fd);
-    close_fd(&p->exec_fd);
-}
-
-static void proc_kill(struct hook_proc *p)
-{
-    if (p->pid <= 0)
-        return;
-    kill(-p->pid, SIGKILL);
-    kill(p->pid, SIGKILL); /* in case it has not reached setpgid yet */
-}
-
-static void close_pair(int fds[2])
-{
-    close_fd(&fds[0]);
-    close_fd(&fds[1]);
-}
-
-static int make_pipes(int in[2], int out[2], int ex[2])
-{
-    if (pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0 && pipe2(ex, O_CLOEXEC) == 0)
-        return 0;
-    int err = errno;
-    close_pair(in);
-    close_pair(out);
-    close_pair(ex);
-    errno = err;
-    return -1;
-}
-
-static int proc_spawn(struct hook_proc *p, const struct hook_cmd *c, ka_err *e)
-{
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, ex[2] = {-1, -1};
     if (c->path[0] != '/')
         return ka_fail(e, KA_INVALID_ARGUMENT, "hook %s: path is not absolute", c->path);
-    if (make_pipes(in, out, ex) < 0)
-        return ka_fail_errno(e, errno, "hook %s: pipe", c->path);
-    pid_t pid = fork();
-    if (pid == 0)
-        child_exec(c, in[0], out[1], ex[1]);
-    int err = errno;
-    close_fd(&in[0]);
-    close_fd(&out[1]);
-    close_fd(&ex[1]);
-    if (pid < 0) {
-        close_pair(in);
-        close_pair(out);
-        close_pair(ex);
-        return ka_fail_errno(e, err, "hook %s: fork", c->path);
-    }
-    setpgid(pid, pid); /* also done by the child; whichever comes first (EACCES after exec is fine) */
-    fcntl(in[1], F_SETFL, O_NONBLOCK);
-    fcntl(out[0], F_SETFL, O_NONBLOCK);
-    fcntl(ex[0], F_SETFL, O_NONBLOCK);
-    p->pid = pid;
-    p->in_fd = in[1];
-    p->out_fd = out[0];
-    p->exec_fd = ex[0];
-    log_debug("hooks", "hook %s started as pid %d", c->path, (int)pid);
+    *s = (struct child_spec){.path = c->path,
+                             .argv = c->argv,
+                             .envp = c->envp,
+                             .in = state,
+                             .in_len = strlen(state),
+                             .out_tail = HOOK_TAIL_MAX,
+                             .merge_err = true,
+                             .quiet_exec_error = true,
+                             .timeout_ns = timeout_ns(c)};
     return 0;
-}
-
-/* write() that cannot raise SIGPIPE, whatever the process' disposition of it. */
-static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
-{
-    sigset_t pipe_set, old, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
-    sigprocmask(SIG_BLOCK, &pipe_set, &old);
-    ssize_t n = write(fd, buf, len);
-    int err = errno;
-    if (n < 0 && err == EPIPE && !was_pending) {
-        struct timespec zero = {0, 0};
-        sigtimedwait(&pipe_set, NULL, &zero);
-    }
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    errno = err;
-    return n;
-}
-
-/* Feed the state to the hook's stdin. True when finished: all written, or the hook does not read (EPIPE). */
-static bool proc_feed(struct hook_proc *p)
-{
-    while (p->state_off < p->state_len) {
-        ssize_t n = write_nosigpipe(p->in_fd, p->state + p->state_off, p->state_len - p->state_off);
-        if (n > 0)
-            p->state_off += (size_t)n;
-        else if (n < 0 && errno == EAGAIN)
-            return false;
-        else if (!(n < 0 && errno == EINTR))
-            return true;
-    }
-    return true;
-}
-
-static void tail_add(struct hook_proc *p, const char *d, size_t n)
-{
-    if (n > HOOK_TAIL_MAX) {
-        p->out_total += n - HOOK_TAIL_MAX;
-        d += n - HOOK_TAIL_MAX;
-        n = HOOK_TAIL_MAX;
-    }
-    size_t pos = p->out_total % HOOK_TAIL_MAX;
-    size_t first = n < HOOK_TAIL_MAX - pos ? n : HOOK_TAIL_MAX - pos;
-    memcpy(p->tail + pos, d, first);
-    memcpy(p->tail, d + first, n - first);
-    p->out_total += n;
-}
-
-/* Read up to rounds chunks of the hook's output into the tail. True at EOF or error (the fd can be closed).
- */
-static bool proc_drain(struct hook_proc *p, int rounds)
-{
-    char buf[4096];
-    while (rounds > 0) {
-        ssize_t n = read(p->out_fd, buf, sizeof(buf));
-        if (n > 0) {
-            tail_add(p, buf, (size_t)n);
-            rounds--;
-        } else if (!(n < 0 && errno == EINTR)) {
-            return !(n < 0 && errno == EAGAIN);
-        }
-    }
-    return false;
-}
-
-static size_t tail_copy(const struct hook_proc *p, char *raw)
-{
-    if (p->out_total <= HOOK_TAIL_MAX) {
-        memcpy(raw, p->tail, p->out_total);
-        return p->out_total;
-    }
-    size_t pos = p->out_total % HOOK_TAIL_MAX;
-    memcpy(raw, p->tail + pos, HOOK_TAIL_MAX - pos);
-    memcpy(raw + HOOK_TAIL_MAX - pos, p->tail, pos);
-    return HOOK_TAIL_MAX;
 }
 
 /* The end of the output as text (at most outsz - 1 bytes): trimmed, valid UTF-8, controls as '?'. */
-static void tail_text(const struct hook_proc *p, char *out, size_t outsz)
+static void tail_text(const struct child_out *t, char *out, size_t outsz)
 {
-    char raw[HOOK_TAIL_MAX];
-    size_t len = tail_copy(p, raw), o = 0;
+    const char *raw = t->tail;
+    size_t len = t->len, o = 0;
     size_t start = len > outsz - 1 ? len - (outsz - 1) : 0;
     while (start < len && (((unsigned char)raw[start] & 0xc0) == 0x80 || is_space(raw[start])))
         start++;
@@ -515,15 +314,7 @@ static void tail_text(const struct hook_proc *p, char *out, size_t outsz)
     out[o] = '\0';
 }
 
-static int proc_exec_errno(struct hook_proc *p)
-{
-    int err = 0;
-    if (p->exec_fd >= 0 && read(p->exec_fd, &err, sizeof(err)) != (ssize_t)sizeof(err))
-        err = 0;
-    return err;
-}
-
-static void describe_status(const struct hook_proc *p, const struct hook_cmd *c, int status, char *buf,
+static void describe_status(const struct child_run *p, const struct hook_cmd *c, int status, char *buf,
                             size_t n)
 {
     if (p->timed_out)
@@ -536,20 +327,17 @@ static void describe_status(const struct hook_proc *p, const struct hook_cmd *c,
         snprintf(buf, n, "wait status %#x", (unsigned)status);
 }
 
-/* After the hook was reaped: 0 for success, else -1 with e = "hook <path>: <what>[: <output tail>]". */
-static int proc_result(struct hook_proc *p, const struct hook_cmd *c, int status, ka_err *e)
+/* After the hook was reaped and collected: 0 for success, else -1 with e = "hook <path>: <what>[: <output
+ * tail>]". */
+static int hook_result(const struct child_run *p, const struct hook_cmd *c, int status, ka_err *e)
 {
     char what[96], text[HOOK_LOG_TAIL];
-    /* what it wrote before exiting is in the pipe (at most pipe-max-size); no waiting for descendants */
-    if (p->out_fd >= 0)
-        proc_drain(p, HOOK_FINAL_ROUNDS);
-    tail_text(p, text, sizeof(text)); /* what fits in one log record, escaped */
+    tail_text(&p->out, text, sizeof(text)); /* what fits in one log record, escaped */
     if (text[0])
         log_debug("hooks", "hook %s output: %s", c->path, text);
-    int err = proc_exec_errno(p);
-    if (err) {
-        ka_fail_errno(e, err, "hook %s: exec", c->path);
-        e->status = err == ENOENT ? KA_NOT_FOUND : KA_INTERNAL;
+    if (p->exec_errno) {
+        ka_fail_errno(e, p->exec_errno, "hook %s: exec", c->path);
+        e->status = p->exec_errno == ENOENT ? KA_NOT_FOUND : KA_INTERNAL;
         return -1;
     }
     if (!p->timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0)
@@ -558,16 +346,11 @@ static int proc_result(struct hook_proc *p, const struct hook_cmd *c, int status
     ka_fail(e, p->timed_out ? KA_DEADLINE_EXCEEDED : KA_INTERNAL, "hook %s: %s", c->path, what);
     size_t used = strlen(e->msg);
     if (text[0] && used + 3 < sizeof(e->msg)) {
-        tail_text(p, text, sizeof(e->msg) - used - 2);
+        tail_text(&p->out, text, sizeof(e->msg) - used - 2);
         memcpy(e->msg + used, ": ", 2);
         memcpy(e->msg + used + 2, text, strlen(text) + 1); /* fits: tail_text was given the room */
     }
     return -1;
-}
-
-static uint64_t timeout_ns(const struct hook_cmd *c)
-{
-    return (uint64_t)c->timeout_s * NS_PER_S;
 }
 
 /* ---- asynchronous runner ---- */
@@ -579,43 +362,15 @@ struct hooks_run {
     char *state;
     void (*done)(void *arg, const ka_err *err);
     void *arg;
-    struct hook_proc proc;
-    struct loop_child child;
-    struct loop_io in_io, out_io;
-    struct loop_timer timer;
+    struct child_run proc;
     struct loop_defer finish;
     bool failed;
     ka_err err;
 };
 
-static void run_close_in(struct hooks_run *r)
-{
-    if (r->in_io.fd >= 0)
-        loop_io_del(r->l, &r->in_io);
-    r->in_io.fd = -1;
-    close_fd(&r->proc.in_fd);
-}
-
-static void run_close_out(struct hooks_run *r)
-{
-    if (r->out_io.fd >= 0)
-        loop_io_del(r->l, &r->out_io);
-    r->out_io.fd = -1;
-    close_fd(&r->proc.out_fd);
-}
-
-/* Stop watching the current hook's fds and timer and close everything. */
-static void run_release_proc(struct hooks_run *r)
-{
-    run_close_in(r);
-    run_close_out(r);
-    loop_timer_stop(r->l, &r->timer);
-    proc_close(&r->proc);
-}
-
 static void run_free(struct hooks_run *r)
 {
-    run_release_proc(r);
+    child_run_cancel(&r->proc);
     loop_defer_cancel(&r->finish);
     for (size_t i = 0; i < r->n; i++)
         hook_cmd_free(&r->cmds[i]);
@@ -642,55 +397,15 @@ static void on_finish(struct loop_defer *d)
         done(arg, failed ? &err : NULL);
 }
 
-static void on_stdin(struct loop_io *io, uint32_t revents)
-{
-    (void)revents;
-    struct hooks_run *r = container_of(io, struct hooks_run, in_io);
-    if (proc_feed(&r->proc))
-        run_close_in(r);
-}
-
-static void on_output(struct loop_io *io, uint32_t revents)
-{
-    (void)revents;
-    struct hooks_run *r = container_of(io, struct hooks_run, out_io);
-    if (proc_drain(&r->proc, HOOK_READ_ROUNDS))
-        run_close_out(r);
-}
-
-static void on_timeout(struct loop_timer *t)
-{
-    struct hooks_run *r = container_of(t, struct hooks_run, timer);
-    log_warn("hooks", "hook %s: timeout after %u s, killing pid %d", r->cmds[r->cur].path,
-             r->cmds[r->cur].timeout_s, (int)r->proc.pid);
-    r->proc.timed_out = true;
-    proc_kill(&r->proc);
-}
-
-/* Register fd with the loop; if that fails, close it (the hook sees EOF / EPIPE) rather than block. */
-static void run_watch_fd(struct hooks_run *r, struct loop_io *io, int *fd, uint32_t events)
-{
-    ka_err e;
-    io->fd = *fd;
-    io->events = events;
-    if (loop_io_add(r->l, io, &e) == 0)
-        return;
-    log_warn("hooks", "hook %s: %s", r->cmds[r->cur].path, e.msg);
-    io->fd = -1;
-    close_fd(fd);
-}
-
 static void run_next(struct hooks_run *r);
 
-static void on_hook_exit(struct loop_child *c, int status)
+static void on_hook_exit(struct child_run *p, int status)
 {
-    struct hooks_run *r = container_of(c, struct hooks_run, child);
-    r->proc.pid = 0;
-    loop_timer_stop(r->l, &r->timer);
-    run_close_in(r);
-    int rc = proc_result(&r->proc, &r->cmds[r->cur], status, &r->err);
-    run_release_proc(r);
-    if (rc < 0) {
+    struct hooks_run *r = container_of(p, struct hooks_run, proc);
+    const struct hook_cmd *c = &r->cmds[r->cur];
+    if (p->timed_out)
+        log_warn("hooks", "hook %s: timeout after %u s, killed pid %d", c->path, c->timeout_s, (int)p->pid);
+    if (hook_result(p, c, status, &r->err) < 0) {
         run_finish(r, true);
         return;
     }
@@ -701,21 +416,22 @@ static void on_hook_exit(struct loop_child *c, int status)
 /* Start hook r->cur, or finish when there is none left. */
 static void run_next(struct hooks_run *r)
 {
+    struct child_spec s;
     if (r->cur == r->n) {
         run_finish(r, false);
         return;
     }
     const struct hook_cmd *c = &r->cmds[r->cur];
-    proc_init(&r->proc, r->state, strlen(r->state));
-    if (proc_spawn(&r->proc, c, &r->err) < 0) {
+    if (hook_spec(c, r->state, &s, &r->err) < 0) {
         run_finish(r, true);
         return;
     }
-    r->child.pid = r->proc.pid;
-    loop_child_watch(r->l, &r->child);
-    loop_timer_start(r->l, &r->timer, timeout_ns(c));
-    run_watch_fd(r, &r->in_io, &r->proc.in_fd, EPOLLOUT);
-    run_watch_fd(r, &r->out_io, &r->proc.out_fd, EPOLLIN);
+    if (child_run_start(r->l, &r->proc, &s, on_hook_exit, &r->err) < 0) {
+        ka_wrap(&r->err, "hook %s", c->path);
+        run_finish(r, true);
+        return;
+    }
+    log_debug("hooks", "hook %s started as pid %d", c->path, (int)r->proc.pid);
 }
 
 static struct hooks_run *run_alloc(const struct hook_list *list, const char *state_json, ka_err *e)
@@ -726,12 +442,7 @@ static struct hooks_run *run_alloc(const struct hook_list *list, const char *sta
         ka_fail_errno(e, ENOMEM, "hooks");
         return NULL;
     }
-    proc_init(&r->proc, r->state, 0);
-    r->in_io = (struct loop_io){.fd = -1, .cb = on_stdin};
-    r->out_io = (struct loop_io){.fd = -1, .cb = on_output};
-    r->child.exited = on_hook_exit;
-    list_init(&r->child.link);
-    loop_timer_init(&r->timer, on_timeout);
+    child_run_init(&r->proc);
     loop_defer_init(&r->finish, on_finish);
     size_t n = list ? list->n : 0;
     r->cmds = calloc(n ? n : 1, sizeof(*r->cmds));
@@ -766,13 +477,9 @@ void hooks_run_cancel(struct hooks_run *r)
 {
     if (!r)
         return;
-    if (r->proc.pid > 0) {
-        /* the loop still reaps it, as a child nobody watches */
-        loop_child_unwatch(&r->child);
-        proc_kill(&r->proc);
+    if (r->proc.running)
         log_debug("hooks", "hook %s cancelled", r->cmds[r->cur].path);
-    }
-    run_free(r);
+    run_free(r); /* kills it; the loop still reaps it, as a child nobody watches */
 }
 
 /* ---- synchronous runner ---- */
@@ -788,23 +495,23 @@ static int poll_ms(uint64_t deadline, bool have_pidfd, bool timed_out)
 }
 
 /* One poll round over stdin, output and pidfd; feeds and drains. */
-static void sync_poll(struct hook_proc *p, int pidfd, int ms)
+static void sync_poll(struct child_run *p, int pidfd, int ms)
 {
     struct pollfd fds[3] = {
-        {.fd = p->in_fd, .events = POLLOUT},
-        {.fd = p->out_fd, .events = POLLIN},
+        {.fd = p->in.fd, .events = POLLOUT},
+        {.fd = p->out.io.fd, .events = POLLIN},
         {.fd = pidfd, .events = POLLIN},
     };
     if (poll(fds, 3, ms) <= 0)
         return;
-    if (fds[0].revents && proc_feed(p))
-        close_fd(&p->in_fd);
-    if (fds[1].revents && proc_drain(p, HOOK_READ_ROUNDS))
-        close_fd(&p->out_fd);
+    if (fds[0].revents && child_feed(p))
+        child_close_io(p, &p->in);
+    if (fds[1].revents && child_read(&p->out, CHILD_READS_PER_WAKE))
+        child_close_io(p, &p->out.io);
 }
 
 /* Wait for the hook, feeding stdin and reading output; kill it at the deadline. */
-static int sync_wait(struct hook_proc *p, const struct hook_cmd *c, int *status, ka_err *e)
+static int sync_wait(struct child_run *p, const struct hook_cmd *c, int *status, ka_err *e)
 {
     int pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0); /* -1 on old kernels: poll periodically */
     uint64_t deadline = loop_now_ns() + timeout_ns(c);
@@ -814,34 +521,45 @@ static int sync_wait(struct hook_proc *p, const struct hook_cmd *c, int *status,
             break;
         if (w < 0 && errno != EINTR) { /* ECHILD: reaped elsewhere (SIGCHLD ignored?); do not kill a pid */
             int err = errno;
-            p->pid = 0;
-            close_fd(&pidfd);
+            p->running = false;
+            if (pidfd >= 0)
+                close(pidfd);
             return ka_fail_errno(e, err, "hook %s: waitpid", c->path);
         }
         if (!p->timed_out && loop_now_ns() >= deadline) {
             p->timed_out = true;
-            proc_kill(p);
+            child_kill(p);
         }
         sync_poll(p, pidfd, poll_ms(deadline, pidfd >= 0, p->timed_out));
     }
-    p->pid = 0;
-    close_fd(&pidfd);
+    p->running = false;
+    if (pidfd >= 0)
+        close(pidfd);
     return 0;
 }
 
-static int sync_one(const Grpc__Hook *h, const char *state, size_t state_len, ka_err *e)
+static int sync_one(const Grpc__Hook *h, const char *state, ka_err *e)
 {
     struct hook_cmd c;
-    struct hook_proc p;
+    struct child_spec s;
+    struct child_run p;
     int status = 0, rc = -1;
     if (hook_cmd_build(&c, h, e) < 0)
         return -1;
-    proc_init(&p, state, state_len);
-    if (proc_spawn(&p, &c, e) == 0 && sync_wait(&p, &c, &status, e) == 0) {
-        close_fd(&p.in_fd);
-        rc = proc_result(&p, &c, status, e);
+    child_run_init(&p);
+    if (hook_spec(&c, state, &s, e) < 0)
+        goto out;
+    if (child_spawn(&p, &s, e) < 0) {
+        ka_wrap(e, "hook %s", c.path);
+        goto out;
     }
-    proc_close(&p);
+    log_debug("hooks", "hook %s started as pid %d", c.path, (int)p.pid);
+    if (sync_wait(&p, &c, &status, e) == 0) {
+        child_collect(&p);
+        rc = hook_result(&p, &c, status, e);
+    }
+out:
+    child_run_cancel(&p);
     hook_cmd_free(&c);
     return rc;
 }
@@ -850,7 +568,7 @@ int hooks_run_sync(const struct hook_list *list, const char *state_json, ka_err 
 {
     const char *state = state_json ? state_json : "";
     for (size_t i = 0; list && i < list->n; i++)
-        if (sync_one(list->hooks[i], state, strlen(state), e) < 0)
+        if (sync_one(list->hooks[i], state, e) < 0)
             return -1;
     return 0;
 }

@@ -1,5 +1,6 @@
 /* Scope-bound ownership: variables released automatically when they leave scope. */
 #pragma once
+#include <dirent.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -13,8 +14,15 @@ static inline void ka_closep(int *fd)
         close(*fd);
 }
 
-#define cleanup_free  __attribute__((cleanup(ka_freep)))
-#define cleanup_close __attribute__((cleanup(ka_closep)))
+static inline void ka_closedirp(DIR **d)
+{
+    if (*d)
+        closedir(*d);
+}
+
+#define cleanup_free     __attribute__((cleanup(ka_freep)))
+#define cleanup_close    __attribute__((cleanup(ka_closep)))
+#define cleanup_closedir __attribute__((cleanup(ka_closedirp)))
 
 /* Hand ownership out of a cleanup variable. */
 #define steal_ptr(p)                                                                                         \
