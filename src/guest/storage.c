@@ -19,6 +19,7 @@
 #include "../util/cleanup.h"
 #include "../util/fs.h"
 #include "../util/log.h"
+#include "../util/mount_opts.h"
 
 #define SUB            "storage"
 #define MOUNT_DATA_MAX 4096
@@ -144,76 +145,19 @@ static bool has_option(const Grpc__Storage *st, const char *opt)
     return false;
 }
 
-/* ---- option parsing (table of spec §4.2.c) ---- */
-
-static const struct {
-    const char *name;
-    bool clear;
-    unsigned long flag;
-} flag_table[] = {
-    {"defaults", false, 0},
-    {"ro", false, MS_RDONLY},
-    {"rw", true, MS_RDONLY},
-    {"suid", true, MS_NOSUID},
-    {"nosuid", false, MS_NOSUID},
-    {"dev", true, MS_NODEV},
-    {"nodev", false, MS_NODEV},
-    {"exec", true, MS_NOEXEC},
-    {"noexec", false, MS_NOEXEC},
-    {"sync", false, MS_SYNCHRONOUS},
-    {"async", true, MS_SYNCHRONOUS},
-    {"dirsync", false, MS_DIRSYNC},
-    {"remount", false, MS_REMOUNT},
-    {"mand", false, MS_MANDLOCK},
-    {"nomand", true, MS_MANDLOCK},
-    {"atime", true, MS_NOATIME},
-    {"noatime", false, MS_NOATIME},
-    {"diratime", true, MS_NODIRATIME},
-    {"nodiratime", false, MS_NODIRATIME},
-    {"bind", false, MS_BIND},
-    {"rbind", false, MS_BIND | MS_REC},
-    {"relatime", false, MS_RELATIME},
-    {"norelatime", true, MS_RELATIME},
-    {"strictatime", false, MS_STRICTATIME},
-    {"nostrictatime", true, MS_STRICTATIME},
-};
-
-static const struct {
-    const char *name;
-    unsigned long flag;
-} propagation_table[] = {
-    {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC},
-    {"private", MS_PRIVATE},       {"rprivate", MS_PRIVATE | MS_REC},
-    {"shared", MS_SHARED},         {"rshared", MS_SHARED | MS_REC},
-    {"slave", MS_SLAVE},           {"rslave", MS_SLAVE | MS_REC},
-};
-
-static bool token_is(const char *tok, size_t len, const char *name)
-{
-    return strlen(name) == len && strncmp(tok, name, len) == 0;
-}
+/* ---- option parsing (the table of spec §4.2.c, in util/mount_opts.c) ---- */
 
 static bool parse_flag(const char *tok, size_t len, struct mount_opts *o)
 {
-    for (size_t i = 0; i < ARRAY_SIZE(flag_table); i++) {
-        if (!token_is(tok, len, flag_table[i].name))
-            continue;
-        if (flag_table[i].clear) {
-            o->flags &= ~flag_table[i].flag;
-            o->cleared |= flag_table[i].flag;
-        } else {
-            o->flags |= flag_table[i].flag;
-            o->cleared &= ~flag_table[i].flag;
-        }
-        return true;
-    }
-    for (size_t i = 0; i < ARRAY_SIZE(propagation_table); i++) {
-        if (token_is(tok, len, propagation_table[i].name)) {
-            o->propagation = propagation_table[i].flag;
-            return true;
-        }
-    }
-    return false;
+    const struct mnt_word *k = mnt_word_find(tok, len);
+    if (!k)
+        return false;
+    struct mnt_flags f = {o->flags, o->cleared, o->propagation};
+    mnt_flags_apply(&f, k);
+    o->flags = f.set;
+    o->cleared = f.cleared;
+    o->propagation = f.prop;
+    return true;
 }
 
 /* "<digits>" in base, at most max. */
@@ -256,19 +200,6 @@ static int parse_keyed(const char *tok, size_t len, bool with_mode, struct mount
     return 0;
 }
 
-static int append_data(struct mount_opts *o, const char *tok, size_t len, ka_err *e)
-{
-    size_t cur = strlen(o->data);
-    size_t need = cur + (cur ? 1 : 0) + len + 1;
-    if (need > sizeof(o->data))
-        return ka_fail(e, KA_INVALID_ARGUMENT, "mount options too long");
-    if (cur)
-        o->data[cur++] = ',';
-    memcpy(o->data + cur, tok, len);
-    o->data[cur + len] = '\0';
-    return 0;
-}
-
 static int parse_token(const char *tok, size_t len, bool with_mode, struct mount_opts *o, ka_err *e)
 {
     if (len == 0 || parse_flag(tok, len, o))
@@ -276,7 +207,7 @@ static int parse_token(const char *tok, size_t len, bool with_mode, struct mount
     int r = parse_keyed(tok, len, with_mode, o, e);
     if (r != 0)
         return r < 0 ? -1 : 0;
-    return append_data(o, tok, len, e);
+    return mnt_data_append(o->data, sizeof(o->data), tok, len, e);
 }
 
 /* Each option may itself be "a,b,c". */

@@ -21,6 +21,7 @@
 #include "../util/cleanup.h"
 #include "../util/fs.h"
 #include "../util/log.h"
+#include "../util/mount_opts.h"
 
 #define MOUNT_DATA_MAX 4096 /* mount(2) copies at most one page of data */
 #define WALK_DEPTH     256
@@ -31,71 +32,8 @@
 
 /* ---- mount options ---- */
 
-struct mnt_word {
-    const char *name;
-    unsigned long flag;
-    bool clear;
-};
-
-/* clang-format off */
-static const struct mnt_word flag_words[] = {
-    {"defaults", 0, false},
-    {"ro", MS_RDONLY, false},             {"rw", MS_RDONLY, true},
-    {"suid", MS_NOSUID, true},            {"nosuid", MS_NOSUID, false},
-    {"dev", MS_NODEV, true},              {"nodev", MS_NODEV, false},
-    {"exec", MS_NOEXEC, true},            {"noexec", MS_NOEXEC, false},
-    {"sync", MS_SYNCHRONOUS, false},      {"async", MS_SYNCHRONOUS, true},
-    {"dirsync", MS_DIRSYNC, false},       {"remount", MS_REMOUNT, false},
-    {"mand", MS_MANDLOCK, false},         {"nomand", MS_MANDLOCK, true},
-    {"atime", MS_NOATIME, true},          {"noatime", MS_NOATIME, false},
-    {"diratime", MS_NODIRATIME, true},    {"nodiratime", MS_NODIRATIME, false},
-    {"bind", MS_BIND, false},             {"rbind", MS_BIND | MS_REC, false},
-    {"relatime", MS_RELATIME, false},     {"norelatime", MS_RELATIME, true},
-    {"strictatime", MS_STRICTATIME, false}, {"nostrictatime", MS_STRICTATIME, true},
-    {"acl", MS_POSIXACL, false},          {"noacl", MS_POSIXACL, true},
-    {"iversion", MS_I_VERSION, false},    {"noiversion", MS_I_VERSION, true},
-    {"lazytime", MS_LAZYTIME, false},     {"nolazytime", MS_LAZYTIME, true},
-    {"silent", MS_SILENT, false},         {"loud", MS_SILENT, true},
-};
-/* clang-format on */
-
-static const struct mnt_word prop_words[] = {
-    {"private", MS_PRIVATE, false},       {"rprivate", MS_PRIVATE | MS_REC, false},
-    {"shared", MS_SHARED, false},         {"rshared", MS_SHARED | MS_REC, false},
-    {"slave", MS_SLAVE, false},           {"rslave", MS_SLAVE | MS_REC, false},
-    {"unbindable", MS_UNBINDABLE, false}, {"runbindable", MS_UNBINDABLE | MS_REC, false},
-};
-
-/* Parsed option list: flags set, flags explicitly cleared ("rw", "suid", ...), propagation. */
-struct mnt_flags {
-    unsigned long set;
-    unsigned long cleared;
-    unsigned long prop;
-};
-
-static const struct mnt_word *find_word(const struct mnt_word *tab, size_t n, const char *w)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(tab[i].name, w) == 0)
-            return &tab[i];
-    return NULL;
-}
-
-static int data_append(char *data, size_t datasz, size_t *len, const char *word, ka_err *e)
-{
-    size_t wl = strlen(word), need = *len + (*len ? 1 : 0) + wl + 1;
-    if (!data || need > datasz)
-        return ka_fail(e, KA_INVALID_ARGUMENT, "mount options too long at '%s'", word);
-    if (*len)
-        data[(*len)++] = ',';
-    memcpy(data + *len, word, wl + 1);
-    *len += wl;
-    return 0;
-}
-
 static int parse_words(char **opts, size_t n, struct mnt_flags *f, char *data, size_t datasz, ka_err *e)
 {
-    size_t len = 0;
     memset(f, 0, sizeof(*f));
     if (data && datasz)
         data[0] = '\0';
@@ -103,18 +41,11 @@ static int parse_words(char **opts, size_t n, struct mnt_flags *f, char *data, s
         const char *w = opts[i];
         if (!w || !*w)
             continue;
-        const struct mnt_word *k = find_word(flag_words, ARRAY_SIZE(flag_words), w);
-        if (k && k->clear) {
-            f->set &= ~k->flag;
-            f->cleared |= k->flag;
-        } else if (k) {
-            f->set |= k->flag;
-            f->cleared &= ~k->flag;
-        } else if ((k = find_word(prop_words, ARRAY_SIZE(prop_words), w))) {
-            f->prop |= k->flag;
-        } else if (data_append(data, datasz, &len, w, e) < 0) {
-            return -1;
-        }
+        const struct mnt_word *k = mnt_word_find(w, strlen(w));
+        if (k)
+            mnt_flags_apply(f, k);
+        else if (!data || mnt_data_append(data, datasz, w, strlen(w), e) < 0)
+            return data ? -1 : ka_fail(e, KA_INVALID_ARGUMENT, "unknown mount option '%s'", w);
     }
     return 0;
 }
@@ -641,8 +572,8 @@ static int propagation_flags(const char *s, unsigned long *out)
         *out = MS_SLAVE;
         return 0;
     }
-    const struct mnt_word *k = find_word(prop_words, ARRAY_SIZE(prop_words), s);
-    if (!k)
+    const struct mnt_word *k = mnt_word_find(s, strlen(s));
+    if (!k || !k->propagation)
         return -1;
     *out = k->flag & ~(unsigned long)MS_REC;
     return 0;
@@ -1269,8 +1200,8 @@ static int apply_root_propagation(const Grpc__Spec *spec, ka_err *e)
     const char *s = spec->linux ? spec->linux->rootfspropagation : NULL;
     if (!s || !*s)
         return 0;
-    const struct mnt_word *k = find_word(prop_words, ARRAY_SIZE(prop_words), s);
-    if (!k)
+    const struct mnt_word *k = mnt_word_find(s, strlen(s));
+    if (!k || !k->propagation)
         return ka_fail(e, KA_INVALID_ARGUMENT, "invalid rootfs propagation '%s'", s);
     if (mount(NULL, "/", NULL, k->flag, NULL) < 0)
         return ka_fail_errno(e, errno, "set propagation of the container's /");

@@ -27,6 +27,7 @@
 #include "../util/cleanup.h"
 #include "../util/fs.h"
 #include "../util/log.h"
+#include "../util/mount_opts.h"
 
 #define SUB                "manage"
 #define HUGEPAGES_DIR      "/sys/kernel/mm/hugepages"
@@ -1168,66 +1169,25 @@ struct remount_opts {
     char data[MOUNT_DATA_MAX];
 };
 
-static const struct {
-    const char *name;
-    bool clear;
-    unsigned long flag;
-} remount_flags[] = {
-    {"defaults", false, 0},
-    {"remount", false, 0},
-    {"ro", false, MS_RDONLY},
-    {"rw", true, MS_RDONLY},
-    {"suid", true, MS_NOSUID},
-    {"nosuid", false, MS_NOSUID},
-    {"dev", true, MS_NODEV},
-    {"nodev", false, MS_NODEV},
-    {"exec", true, MS_NOEXEC},
-    {"noexec", false, MS_NOEXEC},
-    {"sync", false, MS_SYNCHRONOUS},
-    {"async", true, MS_SYNCHRONOUS},
-    {"dirsync", false, MS_DIRSYNC},
-    {"atime", true, MS_NOATIME},
-    {"noatime", false, MS_NOATIME},
-    {"diratime", true, MS_NODIRATIME},
-    {"nodiratime", false, MS_NODIRATIME},
-    {"relatime", false, MS_RELATIME},
-    {"norelatime", true, MS_RELATIME},
-    {"strictatime", false, MS_STRICTATIME},
-    {"nostrictatime", true, MS_STRICTATIME},
-};
-
-static const char *const refused_opts[] = {"bind",       "rbind",       "shared",  "rshared",
-                                           "slave",      "rslave",      "private", "rprivate",
-                                           "unbindable", "runbindable", "mand",    "nomand"};
-
+/* A remount changes per-mount and superblock flags only: binds, propagation and mandatory locks are refused,
+ * "remount" itself is implied. */
 static int remount_token(const char *tok, size_t len, struct remount_opts *o, ka_err *e)
 {
     if (len == 0 || (len >= 5 && strncmp(tok, "fsgid", 5) == 0)) /* fsgid only applies at mount time */
         return 0;
-    for (size_t i = 0; i < ARRAY_SIZE(remount_flags); i++) {
-        if (strlen(remount_flags[i].name) != len || strncmp(tok, remount_flags[i].name, len) != 0)
-            continue;
-        if (remount_flags[i].clear) {
-            o->set &= ~remount_flags[i].flag;
-            o->cleared |= remount_flags[i].flag;
-        } else {
-            o->set |= remount_flags[i].flag;
-            o->cleared &= ~remount_flags[i].flag;
-        }
+    const struct mnt_word *k = mnt_word_find(tok, len);
+    if (k && (k->propagation || (k->flag & (MS_BIND | MS_MANDLOCK))))
+        return ka_fail(e, KA_INVALID_ARGUMENT, "option '%.*s' cannot be used to update a mount", (int)len,
+                       tok);
+    if (k) {
+        struct mnt_flags f = {o->set, o->cleared, 0};
+        if (k->flag != MS_REMOUNT)
+            mnt_flags_apply(&f, k);
+        o->set = f.set;
+        o->cleared = f.cleared;
         return 0;
     }
-    for (size_t i = 0; i < ARRAY_SIZE(refused_opts); i++)
-        if (strlen(refused_opts[i]) == len && strncmp(tok, refused_opts[i], len) == 0)
-            return ka_fail(e, KA_INVALID_ARGUMENT, "option '%.*s' cannot be used to update a mount", (int)len,
-                           tok);
-    size_t cur = strlen(o->data);
-    if (cur + (cur ? 1 : 0) + len + 1 > sizeof(o->data))
-        return ka_fail(e, KA_INVALID_ARGUMENT, "mount options too long");
-    if (cur)
-        o->data[cur++] = ',';
-    memcpy(o->data + cur, tok, len);
-    o->data[cur + len] = '\0';
-    return 0;
+    return mnt_data_append(o->data, sizeof(o->data), tok, len, e);
 }
 
 static int remount_parse(const Grpc__Storage *st, struct remount_opts *o, ka_err *e)

@@ -143,8 +143,9 @@ TEST(options_table)
          ""},
         {{"slave"}, 0, MS_SLAVE, ""},
         {{"rshared", "newinstance"}, 0, MS_SHARED | MS_REC, "newinstance"},
-        {{"unbindable", "rslave"}, 0, MS_UNBINDABLE | MS_SLAVE | MS_REC, ""},
-        {{"runbindable", "shared", "private"}, 0, MS_UNBINDABLE | MS_REC | MS_SHARED | MS_PRIVATE, ""},
+        /* one propagation per mount(2): the last word wins, the state runc reaches by applying each in turn */
+        {{"unbindable", "rslave"}, 0, MS_SLAVE | MS_REC, ""},
+        {{"runbindable", "shared", "private"}, 0, MS_PRIVATE, ""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char **o = (char **)cases[i].opts;
