@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "oci_json.h"
 #include "oom_watch.h"
 #include "spawn.h"
 #include "../util/cleanup.h"
@@ -818,6 +819,23 @@ static int check_spec(const Grpc__Spec *spec, ka_err *e)
     return rootfs_validate(spec, e);
 }
 
+/* <bundle>/config.json with root.path = <bundle>/rootfs, as upstream writes it (hooks may read it). */
+static int write_config_json(struct container *c, ka_err *e)
+{
+    char *spec_root = c->spec->root->path;
+    c->spec->root->path = c->rootfs;
+    cleanup_free char *json = oci_config_json(c->spec);
+    c->spec->root->path = spec_root;
+    cleanup_free char *path = NULL;
+    if (!json || asprintf(&path, "%s/config.json", c->bundle) < 0)
+        return ka_fail_errno(e, ENOMEM, "config.json");
+    cleanup_close int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    size_t len = strlen(json);
+    if (fd < 0 || write(fd, json, len) != (ssize_t)len)
+        return ka_fail_errno(e, errno ? errno : EIO, "write %s", path);
+    return 0;
+}
+
 static int make_bundle(struct container *c, ka_err *e)
 {
     if (asprintf(&c->bundle, "%s/%s", c->sb->cfg.base_dir, c->id) < 0 ||
@@ -831,7 +849,7 @@ static int make_bundle(struct container *c, ka_err *e)
     if (mount(c->spec->root->path, c->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
         return ka_fail_errno(e, errno, "bind %s to %s", c->spec->root->path, c->rootfs);
     c->rootfs_mounted = true;
-    return 0;
+    return write_config_json(c, e);
 }
 
 static int setup_cgroup(struct container *c, struct ctr_op *op, ka_err *e)

@@ -20,6 +20,7 @@
 #include "../loop/child_run.h"
 #include "../util/buf.h"
 #include "../util/cleanup.h"
+#include "../util/jsonw.h"
 #include "../util/log.h"
 
 #define HOOK_DEFAULT_TIMEOUT_S 10
@@ -28,100 +29,6 @@
 #define HOOK_LOG_TAIL          1536 /* output logged (a log record is 4 KiB, escaping may double it) */
 #define SYNC_POLL_MS           20   /* sync runner without a pidfd: waitpid polling period */
 #define NS_PER_S               1000000000ull
-
-/* ---- JSON ---- */
-
-/* Length of the valid UTF-8 sequence at p (1 for ASCII), 0 when the byte starts no valid sequence. */
-static size_t utf8_seq_len(const unsigned char *p, size_t left)
-{
-    unsigned char c = p[0];
-    size_t n;
-    uint32_t cp, min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-        n = 3, cp = c & 0x0f, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (left < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-struct jw {
-    struct kbuf b;
-    bool oom;
-};
-
-static void jw_put(struct jw *w, const void *p, size_t n)
-{
-    if (!w->oom && kbuf_append(&w->b, p, n) < 0)
-        w->oom = true;
-}
-
-static void jw_lit(struct jw *w, const char *s)
-{
-    jw_put(w, s, strlen(s));
-}
-
-static void jw_ctl(struct jw *w, unsigned char c)
-{
-    static const char short_esc[] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
-    char esc[8];
-    if (c < sizeof(short_esc) && short_esc[c]) {
-        esc[0] = '\\';
-        esc[1] = short_esc[c];
-        jw_put(w, esc, 2);
-        return;
-    }
-    snprintf(esc, sizeof(esc), "\\u%04x", c);
-    jw_put(w, esc, 6);
-}
-
-/* A JSON string; invalid UTF-8 bytes become U+FFFD. */
-static void jw_str(struct jw *w, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)(s ? s : "");
-    size_t left = strlen((const char *)p);
-    jw_put(w, "\"", 1);
-    while (left) {
-        size_t n = utf8_seq_len(p, left);
-        if (n == 0) {
-            jw_lit(w, "\\ufffd");
-            n = 1;
-        } else if (*p == '"' || *p == '\\') {
-            jw_put(w, "\\", 1);
-            jw_put(w, p, 1);
-        } else if (*p < 0x20) {
-            jw_ctl(w, *p);
-        } else {
-            jw_put(w, p, n);
-        }
-        p += n;
-        left -= n;
-    }
-    jw_put(w, "\"", 1);
-}
-
-static void jw_field(struct jw *w, const char *key, const char *val, bool first)
-{
-    if (!first)
-        jw_put(w, ",", 1);
-    jw_str(w, key);
-    jw_put(w, ":", 1);
-    jw_str(w, val);
-}
 
 char *hooks_state_json(const char *oci_version, const char *id, const char *status, pid_t pid,
                        const char *bundle, Grpc__Spec__AnnotationsEntry *const *annotations,
@@ -140,12 +47,8 @@ char *hooks_state_json(const char *oci_version, const char *id, const char *stat
     for (size_t i = 0, k = 0; i < n_annotations; i++)
         if (annotations[i])
             jw_field(&w, annotations[i]->key, annotations[i]->value, k++ == 0);
-    jw_put(&w, "}}", 3); /* with the NUL */
-    if (w.oom) {
-        kbuf_free(&w.b);
-        return NULL;
-    }
-    return (char *)w.b.data;
+    jw_put(&w, "}}", 2);
+    return jw_finish(&w);
 }
 
 /* ---- commands: what to exec, prepared before fork ---- */

@@ -2,6 +2,7 @@
 files, hook side effects) through the wire. The agent runs in a private mount namespace on this machine's
 cgroup v1 hierarchies (the hybrid layout); the cgroup v2 code paths are covered by tests/unit/test_cgroup.c
 on the unified hierarchy, which has no resource controllers here."""
+import json
 import os
 import stat
 
@@ -185,6 +186,38 @@ def test_oci_hooks_run_with_state(s, sandbox_agent, rootfs_copy, tmp_path, pb):
     assert f'"id":"{cid}"' in lines[0] and '"status":"creating"' in lines[0]
     assert '"status":"stopped"' in lines[-1]
     assert f'"id":"{cid}"' in out and '"status":"created"' in out
+
+
+def test_bundle_config_json_for_hooks(s, sandbox_agent, busybox_rootfs, tmp_path, pb):
+    """<bundle>/config.json holds the spec in runtime-spec JSON (root.path = <bundle>/rootfs), as upstream
+    writes it: a prestart hook finds it through the state's bundle and copies it out."""
+    out = tmp_path / "config.json"
+    hook = str(tmp_path / "copy-config.sh")
+    write_hook(hook, 'read state; b=$(echo "$state" | sed \'s/.*"bundle":"\\([^"]*\\)".*/\\1/\'); '
+                     f'cp "$b/config.json" {out}')
+    sp = s.oci.spec(busybox_rootfs, ["/bin/true"], hostname="cfg", annotations={"io.katacontainers.x": "1"})
+    sp.Hooks.Prestart.add(Path=hook, Args=["copy-config"], Timeout=5)
+    sp.Linux.Devices.add(Path="/dev/fuse", Type="c", Major=10, Minor=229, FileMode=0o666)
+    sp.Linux.Resources.Devices.add(Allow=True, Type="c", Major=-1, Minor=-1, Access="m")
+    sp.Linux.Sysctl["kernel.domainname"] = "example"
+    cid = sandbox_agent.cid()
+    s.run(cid, sp)
+    assert s.wait(cid) == 0
+    s.remove(cid)
+    cfg = json.loads(out.read_text())
+    assert cfg["ociVersion"] == "1.0.2" and cfg["hostname"] == "cfg"
+    assert cfg["root"]["path"] == f"/run/kata-containers/{cid}/rootfs"
+    assert cfg["process"]["args"] == ["/bin/true"] and cfg["process"]["user"] == {"uid": 0, "gid": 0}
+    assert cfg["process"]["noNewPrivileges"] is True and "CAP_KILL" in cfg["process"]["capabilities"]["bounding"]
+    assert {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024} in cfg["process"]["rlimits"]
+    assert cfg["annotations"] == {"io.katacontainers.x": "1"}
+    assert cfg["hooks"]["prestart"] == [{"path": hook, "args": ["copy-config"], "timeout": 5}]
+    lx = cfg["linux"]
+    assert {"type": "mount"} in lx["namespaces"] and lx["sysctl"] == {"kernel.domainname": "example"}
+    assert {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666} in lx["devices"]
+    assert {"allow": True, "type": "c", "access": "m"} in lx["resources"]["devices"]  # -1 = any: left out
+    assert "/proc/kcore" in lx["maskedPaths"] and "/proc/sys" in lx["readonlyPaths"]
+    assert cfg["mounts"][0]["destination"] == "/proc"
 
 
 def test_failing_prestart_hook_fails_create(s, sandbox_agent, busybox_rootfs, tmp_path):
