@@ -971,6 +971,27 @@ int storage_add(struct storage_set *s, Grpc__Storage *const *storages, size_t n,
     return rc;
 }
 
+int storage_set_options(struct storage_set *s, const char *mount_point, char *const *options, size_t n,
+                        ka_err *e)
+{
+    struct storage_mount *m = find_mount(s, mount_point);
+    if (!m)
+        return ka_fail(e, KA_NOT_FOUND, "no storage is mounted at %s", mount_point);
+    char **keep = calloc(n ? n : 1, sizeof(*keep));
+    size_t k = 0;
+    for (size_t i = 0; keep && i < n; i++)
+        if (strcmp(options[i], "remount") != 0)
+            keep[k++] = options[i];
+    char **copy = keep ? strv_dup(k, keep) : NULL;
+    free(keep);
+    if (!copy)
+        return ka_fail_errno(e, ENOMEM, "storage options");
+    strv_free(m->n_options, m->options);
+    m->options = copy;
+    m->n_options = k;
+    return 0;
+}
+
 int storage_release(struct storage_set *s, struct storage_refs *refs, ka_err *e)
 {
     struct errs acc = {e, 0};

@@ -37,6 +37,10 @@ struct storage_refs {
  * Unknown drivers: UNIMPLEMENTED "storage driver <d> is not supported yet". */
 int storage_add(struct storage_set *s, Grpc__Storage *const *storages, size_t n, struct storage_refs *refs,
                 ka_err *e);
+/* After a remount (UpdateEphemeralMounts): the mount point's options become these, "remount" dropped, so
+ * that later users asking for the new options share it. */
+int storage_set_options(struct storage_set *s, const char *mount_point, char *const *options, size_t n,
+                        ka_err *e);
 /* Drop the references (unmounting, and removing the mount point directory the agent created, when the
  * last reference goes). Errors are collected, everything is attempted. */
 int storage_release(struct storage_set *s, struct storage_refs *refs, ka_err *e);

@@ -1312,9 +1312,15 @@ int mounts_update_ephemeral(struct sandbox *sb, Grpc__Storage *const *storages, 
             rc = ka_wrap(e, "storage %zu (%s)", i + 1, storages[i]->mount_point);
         opened = i + 1;
     }
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        if (storages[i]->n_options) /* none: nothing to change (upstream) */
-            rc = remount_one(storages[i], i, fds[i], e);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char mp[PATH_MAX];
+        if (!storages[i]->n_options) /* none: nothing to change (upstream) */
+            continue;
+        rc = remount_one(storages[i], i, fds[i], e);
+        if (rc == 0 && fs_normalize_path("mount point", storages[i]->mount_point, mp, e) == 0 &&
+            storage_set_options(&sb->storages, mp, storages[i]->options, storages[i]->n_options, e) < 0)
+            log_warn(SUB, "%s: options not recorded: %s", mp, e->msg); /* the remount itself succeeded */
+    }
     for (size_t i = 0; i < opened; i++)
         if (fds[i] >= 0)
             close(fds[i]);

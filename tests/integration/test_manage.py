@@ -769,6 +769,23 @@ def test_update_ephemeral_mounts(s, sandbox_agent, pb):
     s.c.health()
 
 
+def test_updated_ephemeral_mount_is_shared_with_its_new_options(s, sandbox_agent, pb, busybox_rootfs):
+    """After UpdateEphemeralMounts the storage is known by its new options: a container naming them shares
+    the mount; the old options no longer describe it and are refused."""
+    a = sandbox_agent
+    s.create_sandbox(sandbox_id=a.cid("sb"), hostname="h", storages=[eph(pb, "a", ["size=1M"])])
+    s.call("UpdateEphemeralMounts", pb.agent.UpdateEphemeralMountsRequest(
+        storages=[eph(pb, "a", ["remount", "size=2M"])]))
+    spec = s.oci.spec(busybox_rootfs, ["/bin/true"])
+    with pytest.raises(RpcError) as e:
+        s.create(a.cid("old"), spec, storages=[eph(pb, "a", ["size=1M"])])
+    assert "options" in e.value.message, e.value.message
+    s.run(a.cid("new"), spec, storages=[eph(pb, "a", ["size=2M"])])
+    assert s.wait(a.cid("new")) == 0
+    s.remove(a.cid("new"))
+    assert "size=2048k" in tmpfs_mount(a, f"{EPH}/a")[1]  # still mounted: the sandbox holds it
+
+
 def test_remove_stale_virtiofs_share_mounts(s, sandbox_agent, pb):
     a = sandbox_agent
     s.call("RemoveStaleVirtiofsShareMounts", pb.agent.RemoveStaleVirtiofsShareMountsRequest())
