@@ -115,6 +115,61 @@ static bool file_exists(const char *dir, const char *file)
     return path_join(p, sizeof(p), dir, file, &e) == 0 && access(p, F_OK) == 0;
 }
 
+/* The undo log of a live update: the previous value of each single-line file written, put back in reverse
+ * order when a later write is refused (a memory limit below usage: EBUSY), so that a failed UpdateContainer
+ * leaves the container as it was. Multi-line files (device rules, per-device throttles of several
+ * devices, ifpriomap) are not journaled. The agent is one thread: one update at a time. */
+struct undo_entry {
+    char path[PATH_MAX];
+    char old[128];
+};
+static struct {
+    bool on;
+    size_t n, cap;
+    struct undo_entry *v;
+} undo;
+
+static void undo_record(const char *path)
+{
+    char buf[sizeof(undo.v[0].old)];
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0 || (size_t)n == sizeof(buf) - 1)
+        return; /* unreadable, empty or long: nothing that can be written back */
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    if (n == 0 || strchr(buf, '\n'))
+        return;
+    if (undo.n == undo.cap) {
+        size_t cap = undo.cap ? undo.cap * 2 : 16;
+        struct undo_entry *v = realloc(undo.v, cap * sizeof(*v));
+        if (!v)
+            return;
+        undo.v = v;
+        undo.cap = cap;
+    }
+    snprintf(undo.v[undo.n].path, sizeof(undo.v[0].path), "%s", path);
+    memcpy(undo.v[undo.n].old, buf, (size_t)n + 1);
+    undo.n++;
+}
+
+static void undo_replay(void)
+{
+    for (size_t i = undo.n; i-- > 0;) {
+        cleanup_close int fd = open(undo.v[i].path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        size_t len = strlen(undo.v[i].old);
+        if (fd < 0 || write(fd, undo.v[i].old, len) != (ssize_t)len)
+            log_warn(SUB, "could not restore '%s' to %s: %s", undo.v[i].old, undo.v[i].path, strerror(errno));
+    }
+}
+
+static void undo_end(void)
+{
+    free(undo.v);
+    memset(&undo, 0, sizeof(undo));
+}
+
 /* Write val to dir/file in one write. missing_ok: a file that does not exist (v2 controller not enabled,
  * knob absent from this kernel) is logged and skipped. */
 static int wr(const char *dir, const char *file, const char *val, bool missing_ok, ka_err *e)
@@ -122,6 +177,8 @@ static int wr(const char *dir, const char *file, const char *val, bool missing_o
     char p[PATH_MAX];
     if (path_join(p, sizeof(p), dir, file, e) < 0)
         return -1;
+    if (undo.on)
+        undo_record(p);
     cleanup_close int fd = open(p, O_WRONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         if (errno == ENOENT && missing_ok) {
@@ -1505,9 +1562,16 @@ int cgroup_apply(struct cgroup *cg, const Grpc__LinuxResources *res, bool update
 {
     if (!res)
         return 0;
-    if (check_all(cg->mode, res, e) < 0 || cg->ops->apply(cg, res, update, e) < 0)
+    if (check_all(cg->mode, res, e) < 0)
         return ka_wrap(e, "cgroup %s", cg->path);
-    return 0;
+    undo.on = update;
+    int rc = cg->ops->apply(cg, res, update, e);
+    if (rc < 0 && update) {
+        undo_replay();
+        log_warn(SUB, "cgroup %s: update refused (%s); the previous values are restored", cg->path, e->msg);
+    }
+    undo_end();
+    return rc < 0 ? ka_wrap(e, "cgroup %s", cg->path) : 0;
 }
 
 /* ======================================================================================================

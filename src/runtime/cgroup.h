@@ -46,7 +46,8 @@ int cgroup_create(struct cgroup_env *env, const char *path, struct cgroup **out,
  * network class/priorities (v1), devices (v1 devices.allow/deny with the default rules; v2 an eBPF
  * BPF_PROG_TYPE_CGROUP_DEVICE program attached to the cgroup, replacing any earlier one).
  * Zero values mean "leave alone" except where the OCI/proto3 rules of the spec (4.9.2, 3.1.a) say otherwise.
- * update=true for UpdateContainer. NULL res is a no-op. */
+ * update=true for UpdateContainer: if the kernel refuses a write part-way, the single-value files already
+ * written get their previous values back. NULL res is a no-op. */
 int cgroup_apply(struct cgroup *cg, const Grpc__LinuxResources *res, bool update, ka_err *e);
 /* Directory fd of the v2 cgroup, for clone3(CLONE_INTO_CGROUP); -1 on v1. Owned by cg. */
 int cgroup_v2_dirfd(const struct cgroup *cg);

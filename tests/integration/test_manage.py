@@ -390,6 +390,34 @@ def test_update_invalid_value_changes_nothing(s, sandbox_agent, busybox_rootfs, 
     s.remove(cid)
 
 
+def test_update_refused_by_the_kernel_is_rolled_back(s, sandbox_agent, busybox_rootfs, pb):
+    """A memory limit below what the container uses (tmpfs pages, no swap to push them to) is refused by the
+    kernel (EBUSY) after cpu.shares was already written: the update fails and cpu.shares is back."""
+    v1_only()
+    a = sandbox_agent
+    cid = a.cid()
+    s.run(cid, s.oci.spec(busybox_rootfs, ["/bin/sh", "-c", "dd if=/dev/zero of=/dev/fill bs=1M count=24; "
+                                                        "echo filled; exec sleep 1000"],
+                          resources=pb.oci.LinuxResources(Memory=pb.oci.LinuxMemory(Limit=64 * MiB),
+                                                          Pids=pb.oci.LinuxPids(Limit=50))))
+    r = s.call("ReadStdout", pb.agent.ReadStreamRequest(container_id=cid, len=64), pb.agent.ReadStreamResponse)
+    assert b"filled" in r.data
+    shares = cg_read("cpu", cid, "cpu.shares")
+    assert shares != "512"
+    with pytest.raises(RpcError) as e:
+        s.call("UpdateContainer", pb.agent.UpdateContainerRequest(container_id=cid, resources=pb.oci.LinuxResources(
+            CPU=pb.oci.LinuxCPU(Shares=512), Memory=pb.oci.LinuxMemory(Limit=8 * MiB),
+            Pids=pb.oci.LinuxPids(Limit=20))))
+    assert "memory.limit_in_bytes" in e.value.message and "busy" in e.value.message.lower(), e.value.message
+    assert cg_read("cpu", cid, "cpu.shares") == shares
+    assert int(cg_read("memory", cid, "memory.limit_in_bytes")) == 64 * MiB
+    assert cg_read("pids", cid, "pids.max") == "50"
+    assert "the previous values are restored" in a.log_text()
+    s.signal(cid, "", 9)
+    s.wait(cid)
+    s.remove(cid)
+
+
 def test_update_cpuset_widening(s, sandbox_agent, busybox_rootfs, pb):
     v1_only()
     if (os.cpu_count() or 1) < 2 or cg_read("cpuset", "", "cpuset.cpus") != "0-%d" % (os.cpu_count() - 1):
