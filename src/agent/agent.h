@@ -10,6 +10,8 @@
 
 struct listeners;
 struct uevent_mon;
+struct debug_console;
+struct log_vport;
 struct copyfile;
 
 struct agent {
@@ -21,7 +23,12 @@ struct agent {
     const char *sysfs_root; /* "/sys"; tests point it at a fake tree (--sysfs-root) */
     const char *dev_root;   /* "/dev"; where hot-plugged disks' nodes are (--dev-root for tests) */
     struct uevent_mon *uevents;
-    struct sandbox sb; /* the sandbox and its containers */
+    const char *debug_console_addr; /* --debug-console-addr (tests); NULL: from agent.debug_console_vport */
+    const char *console;            /* "/dev/console"; --console for tests */
+    struct debug_console *debug_console;
+    const char *log_addr;        /* --log-addr (tests): where agent.log_vport listens instead of vsock */
+    struct log_vport *log_vport; /* agent.log_vport > 0: the log lines' way to the host */
+    struct sandbox sb;           /* the sandbox and its containers */
     bool sb_ready;
     struct oom_queue oom;    /* OOM events waiting for GetOOMEvent */
     struct list oom_waiters; /* GetOOMEvent calls waiting for an event */

@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "debug_console.h"
 #include "init.h"
 #include "listen.h"
+#include "log_vport.h"
 #include "../rpc/rpc.h"
 #include "../guest/uevent.h"
 #include "../ttrpc/frame.h"
@@ -23,6 +25,24 @@
  * quick sequences (create, start, wait, read); catching the next one awake halves its round trip, and an
  * idle agent spends nothing. */
 #define BUSY_POLL_US 50
+
+/* agent.debug_console: on vsock port agent.debug_console_vport, or on the console when it is 0. A console
+ * that cannot start is logged; the agent serves on (upstream only logs the task's error too). */
+static void start_debug_console(struct agent *a)
+{
+    char vsock[64];
+    const char *addr = a->debug_console_addr;
+    ka_err e;
+    if (!a->cfg.debug_console)
+        return;
+    if (!addr && a->cfg.debug_console_vport > 0) {
+        snprintf(vsock, sizeof(vsock), "vsock://-1:%d", (int)a->cfg.debug_console_vport);
+        addr = vsock;
+    }
+    a->debug_console = debug_console_start(a->loop, addr, a->console, &e);
+    if (!a->debug_console)
+        log_error("debug_console", "%s", e.msg);
+}
 
 static void usage(FILE *f)
 {
@@ -35,6 +55,9 @@ static void usage(FILE *f)
         "      --cmdline FILE      read kernel options from FILE instead of /proc/cmdline (tests)\n"
         "      --sysfs-root DIR    read and write sysfs under DIR instead of /sys (tests)\n"
         "      --dev-root DIR      find hot-plugged disks' nodes under DIR instead of /dev (tests)\n"
+        "      --log-addr ADDR     agent.log_vport listens on ADDR instead of vsock://-1:<port> (tests)\n"
+        "      --debug-console-addr ADDR  debug console address instead of vsock://-1:<vport> (tests)\n"
+        "      --console PATH      debug console device instead of /dev/console (tests)\n"
         "  -v, --version           print the version and exit\n"
         "  -h, --help              this text\n");
 }
@@ -141,6 +164,8 @@ static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
     if (config_load(&a->cfg, src, e) < 0)
         return -1;
     ka_log_level = a->cfg.log_level;
+    if (a->cfg.log_vport > 0) /* from here on, lines wait in memory for the host's log reader */
+        a->log_vport = log_vport_new(a->cfg.log_vport, a->log_addr);
     announce(a);
     if (a->init_mode && init_setup(a->cfg.unified_cgroup_hierarchy, e) < 0)
         return ka_wrap(e, "init");
@@ -158,6 +183,7 @@ static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
     if (!a->loop)
         return -1;
     loop_set_busy_poll(a->loop, BUSY_POLL_US);
+    log_vport_listen(a->log_vport, a->loop);
     if (loop_children_init(a->loop, e) < 0)
         return -1;
     if (!a->init_mode) { /* as PID 1 the agent ends only with DestroySandbox */
@@ -188,6 +214,7 @@ static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
     a->listeners = listeners_start(a->srv, a->cfg.server_addr, e);
     if (!a->listeners)
         return -1;
+    start_debug_console(a);
     return 0;
 }
 
@@ -201,12 +228,15 @@ int agent_main(int argc, char **argv)
         {"cmdline", required_argument, NULL, 'k'},
         {"sysfs-root", required_argument, NULL, 's'},
         {"dev-root", required_argument, NULL, 'd'},
+        {"log-addr", required_argument, NULL, 'L'},
+        {"debug-console-addr", required_argument, NULL, 'D'},
+        {"console", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct config_sources src = {.use_env = true};
     const char *cmdline_path = "/proc/cmdline";
-    struct agent a = {.sysfs_root = "/sys", .dev_root = "/dev"};
+    struct agent a = {.sysfs_root = "/sys", .dev_root = "/dev", .console = "/dev/console"};
     int opt;
 
     while ((opt = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
@@ -232,6 +262,15 @@ int agent_main(int argc, char **argv)
             break;
         case 'd':
             a.dev_root = optarg;
+            break;
+        case 'L':
+            a.log_addr = optarg;
+            break;
+        case 'D':
+            a.debug_console_addr = optarg;
+            break;
+        case 'C':
+            a.console = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -274,7 +313,9 @@ int agent_main(int argc, char **argv)
     listeners_free(a.listeners);
     if (a.sb_ready)
         sandbox_fini(&a.sb);
+    debug_console_free(a.debug_console);
     uevent_mon_free(a.uevents);
+    log_vport_free(a.log_vport); /* before the loop; what no reader took goes to stdout */
     loop_free(a.loop);
     oom_queue_free(&a.oom);
     config_free(&a.cfg);

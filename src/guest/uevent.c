@@ -144,9 +144,8 @@ static bool only_entry(const char *dir, char *name, size_t n)
     while (d && (de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
-        if (found)
-            return false;
-        snprintf(name, n, "%s", de->d_name);
+        if (found || (size_t)snprintf(name, n, "%s", de->d_name) >= n)
+            return false; /* two entries, or a name too long to be what we look for */
         found = true;
     }
     return found;

@@ -19,7 +19,7 @@
 
 /* ---- the child ---- */
 
-static void child_reset_signals(void)
+void child_reset_signals(void)
 {
     struct sigaction sa = {.sa_handler = SIG_DFL};
     sigset_t none;
@@ -30,7 +30,7 @@ static void child_reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL); /* the loop blocks signals for its signalfd */
 }
 
-static void child_close_from(unsigned first)
+void child_close_from(unsigned first)
 {
     if (syscall(SYS_close_range, first, ~0U, 0) == 0)
         return;

@@ -79,6 +79,11 @@ void child_run_cancel(struct child_run *r);
 
 /* ---- the lower half, without the loop ---- */
 
+/* In a forked child: default dispositions and an empty signal mask (the loop blocks signals for its
+ * signalfd), and every fd from first on closed. */
+void child_reset_signals(void);
+void child_close_from(unsigned first);
+
 /* Fork and exec as described by s; the parent's ends of the pipes are non-blocking. */
 int child_spawn(struct child_run *r, const struct child_spec *s, ka_err *e);
 /* Write stdin; true when finished (all written, or the child does not read), and it can be closed. */

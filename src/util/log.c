@@ -1,4 +1,4 @@
-/* JSON-lines logger. One line per record, written with a single write(2). */
+/* JSON-lines logger. One line per record, written with a single write(2) or handed whole to a sink. */
 #include "log.h"
 
 #include <errno.h>
@@ -11,6 +11,10 @@
 int ka_log_level = KA_LOG_INFO;
 static int log_fd = STDOUT_FILENO;
 static const char *log_version = "";
+static ka_log_sink_fn log_sink;
+static void *log_sink_arg;
+static int log_sink_pid; /* the process whose memory the sink's state lives in */
+static bool log_in_sink;
 
 static const struct {
     const char *name;
@@ -43,6 +47,13 @@ const char *ka_log_level_name(int level)
 void ka_log_set_fd(int fd)
 {
     log_fd = fd;
+}
+
+void ka_log_set_sink(ka_log_sink_fn sink, void *arg)
+{
+    log_sink = sink;
+    log_sink_arg = arg;
+    log_sink_pid = sink ? getpid() : 0;
 }
 
 void ka_log_set_version(const char *version)
@@ -109,6 +120,7 @@ bool ka_log_begin(struct ka_logrec *r, int level, const char *subsystem, const c
         return false;
     r->len = 0;
     r->truncated = false;
+    r->pid = getpid();
 
     struct timespec ts;
     struct tm tm;
@@ -125,26 +137,43 @@ bool ka_log_begin(struct ka_logrec *r, int level, const char *subsystem, const c
     ka_log_str(r, "ts", tbuf);
     ka_log_str(r, "name", "kata-agent");
     ka_log_str(r, "source", "agent");
-    ka_log_int(r, "pid", getpid());
+    ka_log_int(r, "pid", r->pid);
     ka_log_str(r, "version", log_version);
     ka_log_str(r, "subsystem", subsystem);
     return true;
 }
 
-void ka_log_end(struct ka_logrec *r)
+size_t ka_log_finish(struct ka_logrec *r)
 {
     r->buf[r->len++] = '}';
     r->buf[r->len++] = '\n';
+    return r->len;
+}
+
+void ka_log_write_fd(const char *buf, size_t len)
+{
     size_t off = 0;
-    while (off < r->len) {
-        ssize_t w = write(log_fd, r->buf + off, r->len - off);
+    while (off < len) {
+        ssize_t w = write(log_fd, buf + off, len - off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            return; /* nowhere to report a failing log sink */
+            return; /* nowhere to report a failing log fd */
         }
         off += (size_t)w;
     }
+}
+
+void ka_log_end(struct ka_logrec *r)
+{
+    ka_log_finish(r);
+    if (log_sink && !log_in_sink && r->pid == log_sink_pid) {
+        log_in_sink = true;
+        log_sink(r->buf, r->len, log_sink_arg);
+        log_in_sink = false;
+        return;
+    }
+    ka_log_write_fd(r->buf, r->len);
 }
 
 void ka_log(int level, const char *subsystem, const char *fmt, ...)
