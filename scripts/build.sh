@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configure and build: build/ (debugoptimized) and, with --asan, build-asan/ (ASan + UBSan, fatal UB).
+# Configure and build: build/ (debugoptimized) and, with --asan, build-asan/ (ASan + UBSan, fatal UB); with
+# --release, build-release/ (-O3, what bench/ measures: -Werror must hold there too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,10 @@ setup() { # dir, meson args...
 }
 
 setup build
-if [[ ${1:-} == --asan ]]; then
-  setup build-asan -Db_sanitize=address,undefined -Dc_args=-fno-sanitize-recover=all -Db_lundef=false
-fi
+for opt in "$@"; do
+  case $opt in
+    --asan) setup build-asan -Db_sanitize=address,undefined -Dc_args=-fno-sanitize-recover=all -Db_lundef=false ;;
+    --release) setup build-release --buildtype=release -Db_ndebug=true ;;
+    *) echo "usage: scripts/build.sh [--asan] [--release]" >&2; exit 2 ;;
+  esac
+done

@@ -10,7 +10,7 @@ if [[ $(id -u) != 0 ]]; then
   exit 2
 fi
 bash scripts/install-deps.sh || exit 1
-bash scripts/build.sh --asan || { echo "build failed"; exit 1; }
+bash scripts/build.sh --asan --release || { echo "build failed"; exit 1; }
 
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
