@@ -101,9 +101,13 @@ out:
 
 static void report(const char *label, const char *mode, uint64_t *lat, size_t n, uint64_t elapsed_ns)
 {
+    double sum = 0;
     qsort(lat, n, sizeof(*lat), cmp_u64);
-    printf("label=%s mode=%s calls=%zu median_us=%.2f p99_us=%.2f throughput_rps=%.0f\n", label, mode, n,
-           lat[n / 2] / 1e3, lat[(n * 99) / 100] / 1e3, n / (elapsed_ns / 1e9));
+    for (size_t i = 0; i < n; i++)
+        sum += (double)lat[i];
+    printf("label=%s mode=%s calls=%zu median_us=%.2f mean_us=%.2f p99_us=%.2f throughput_rps=%.0f\n", label,
+           mode, n, lat[n / 2] / 1e3, sum / (double)n / 1e3, lat[(n * 99) / 100] / 1e3,
+           n / (elapsed_ns / 1e9));
     fflush(stdout);
 }
 

@@ -60,7 +60,7 @@ def bench(sock, label, seq, conc, conns=8, in_flight=16):
     rows = {}
     for line in out.splitlines():
         kv = dict(item.split("=", 1) for item in line.split())
-        rows[kv["mode"]] = {k: float(kv[k]) for k in ("median_us", "p99_us", "throughput_rps")}
+        rows[kv["mode"]] = {k: float(kv[k]) for k in ("median_us", "mean_us", "p99_us", "throughput_rps")}
     return rows
 
 
@@ -97,16 +97,19 @@ def main():
         modes = list(results["kata-agent"][0].keys())
         print(f"Health.Check over a unix socket, median of {args.rounds} interleaved rounds "
               f"({args.seq} sequential calls; {args.conc} calls as 8 connections x 16 in flight)")
-        print(f"{'mode':<12}{'server':<12}{'median us':>11}{'p99 us':>10}{'calls/s':>12}")
+        print(f"{'mode':<12}{'server':<12}{'median us':>11}{'mean us':>10}{'p99 us':>10}{'calls/s':>12}")
         for mode in modes:
             for name in results:
-                print(f"{mode:<12}{name:<12}{med(name, mode, 'median_us'):>11.1f}{med(name, mode, 'p99_us'):>10.1f}"
-                      f"{med(name, mode, 'throughput_rps'):>12.0f}")
+                print(f"{mode:<12}{name:<12}{med(name, mode, 'median_us'):>11.1f}{med(name, mode, 'mean_us'):>10.1f}"
+                      f"{med(name, mode, 'p99_us'):>10.1f}{med(name, mode, 'throughput_rps'):>12.0f}")
         for mode in modes:
             lat = med("kata-agent", mode, "median_us") / med("go-ttrpc", mode, "median_us")
+            mean = med("kata-agent", mode, "mean_us") / med("go-ttrpc", mode, "mean_us")
             thr = med("kata-agent", mode, "throughput_rps") / med("go-ttrpc", mode, "throughput_rps")
-            print(f"ratio {mode}: median latency kata/go = {lat:.2f} (target <= 0.33), "
+            print(f"ratio {mode}: median latency kata/go = {lat:.2f} (mean {mean:.2f}; target <= 0.33), "
                   f"throughput kata/go = {thr:.2f}x (target >= 3)")
+        print("  (8x16 keeps 128 calls in flight, so a call's latency there is mostly queueing: mean = 128 / "
+              "throughput; the\n   latency target is judged on sequential calls, the throughput target on 8x16)")
 
         floor = statistics.median(floors)
         k, g = med("kata-agent", "sequential", "median_us"), med("go-ttrpc", "sequential", "median_us")

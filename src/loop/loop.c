@@ -2,6 +2,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,6 +396,8 @@ int loop_run(struct loop *l, ka_err *e)
     l->running = true;
     while (l->running) {
         bool spin = spin_until && loop_now_ns() < spin_until;
+        if (spin)
+            sched_yield(); /* a runnable peer on this CPU (the client, a container) goes first */
         int n = loop_run_once(l, spin ? 0 : -1, e);
         if (n < 0)
             return -1;
