@@ -200,6 +200,7 @@ static int setup(struct agent *a, const struct config_sources *src, ka_err *e)
         .unified_cgroup = a->cfg.unified_cgroup_hierarchy,
         .pipe_size = (long)a->cfg.container_pipe_size,
         .no_pivot = root_is_initramfs(),
+        .sysfs_root = a->sysfs_root,
     };
     if (sandbox_init(&a->sb, a->loop, &rc, e) < 0)
         return -1;

@@ -39,6 +39,7 @@ struct storage_mount {
     int fs_policy;
     /* what the agent did, undone when the last reference goes */
     bool mounted;
+    unsigned long huge_pages, huge_kb; /* hugepages added to the pool of that size (hugetlbfs) */
     size_t n_created;
     char **created;    /* relative to base, outermost first */
     bool created_file; /* created[n_created - 1] is a regular file (bind of a file) */
@@ -465,6 +466,8 @@ static int remove_created_one(const struct storage_set *s, const char *rel, bool
 }
 
 /* Unmount, then remove what was created, innermost first (never recursively). */
+static int hugepages_adjust(const struct storage_set *s, unsigned long kb, long delta, ka_err *e);
+
 static void mount_teardown(const struct storage_set *s, struct storage_mount *m, struct errs *acc)
 {
     ka_err err;
@@ -472,6 +475,9 @@ static void mount_teardown(const struct storage_set *s, struct storage_mount *m,
         errs_add(acc, &err);
         return; /* still mounted: its directory is busy */
     }
+    if (m->huge_pages && hugepages_adjust(s, m->huge_kb, -(long)m->huge_pages, &err) < 0)
+        errs_add(acc, &err);
+    m->huge_pages = 0;
     for (size_t i = m->n_created; i-- > 0;) {
         bool is_file = m->created_file && i == m->n_created - 1;
         if (remove_created_one(s, m->created[i], is_file, &err) < 0)
@@ -640,13 +646,97 @@ static int handle_ephemeral_mount(struct storage_set *s, struct storage_mount *m
     return apply_propagation(t.fd, o->propagation, e);
 }
 
+/* ---- hugetlbfs ---- */
+
+#define HUGE_MAX_PAGES (1UL << 24) /* 32 TiB of 2 MiB pages: beyond is a typo */
+
+/* Grow (delta > 0) or shrink the pool of kb-sized hugepages; growing checks what the kernel managed to
+ * allocate and gives back a partial allocation. */
+static int hugepages_adjust(const struct storage_set *s, unsigned long kb, long delta, ka_err *e)
+{
+    char path[PATH_MAX], num[32];
+    cleanup_free char *cur_s = NULL, *now_s = NULL;
+    snprintf(path, sizeof(path), "%s/kernel/mm/hugepages/hugepages-%lukB/nr_hugepages",
+             s->sysfs_root ? s->sysfs_root : "/sys", kb);
+    if (fs_read_file(path, &cur_s, NULL, e) < 0)
+        return ka_wrap(e, "hugepages of %lu kB", kb);
+    long cur = strtol(cur_s, NULL, 10), want = cur + delta;
+    if (want < 0)
+        want = 0;
+    snprintf(num, sizeof(num), "%ld", want);
+    if (fs_write_file(path, num, strlen(num), e) < 0)
+        return ka_wrap(e, "hugepages of %lu kB", kb);
+    if (delta <= 0)
+        return 0;
+    long now = fs_read_file(path, &now_s, NULL, e) == 0 ? strtol(now_s, NULL, 10) : -1;
+    if (now == want)
+        return 0;
+    snprintf(num, sizeof(num), "%ld", cur);
+    ka_err ignored;
+    fs_write_file(path, num, strlen(num), &ignored); /* give back what a partial allocation took */
+    return ka_fail(e, KA_RESOURCE_EXHAUSTED, "Only allocated %ld of %ld hugepages of size %lu",
+                   now < cur ? 0 : now - cur, delta, kb * 1024);
+}
+
+/* "pagesize=<bytes>" and "size=<bytes>" in the mount data. */
+static int huge_params(const char *data, unsigned long *pagesize, unsigned long *size, ka_err *e)
+{
+    *pagesize = *size = 0;
+    for (const char *p = data; *p;) {
+        size_t len = strcspn(p, ",");
+        unsigned long *dst = len > 9 && !strncmp(p, "pagesize=", 9) ? pagesize
+                             : len > 5 && !strncmp(p, "size=", 5)   ? size
+                                                                    : NULL;
+        if (dst &&
+            parse_number(strchr(p, '=') + 1, len - (size_t)(strchr(p, '=') + 1 - p), 10, ULONG_MAX, dst) < 0)
+            return ka_fail(e, KA_INVALID_ARGUMENT, "invalid hugetlbfs option '%.*s' (bytes expected)",
+                           (int)len, p);
+        p += len + (p[len] == ',');
+    }
+    if (!*pagesize || (*pagesize & (*pagesize - 1)) || *pagesize < 4096 || !*size || *size % *pagesize ||
+        *size / *pagesize > HUGE_MAX_PAGES)
+        return ka_fail(e, KA_INVALID_ARGUMENT,
+                       "hugetlbfs storage needs pagesize=<power of two bytes> and size=<a multiple of it>");
+    return 0;
+}
+
+/* A hugetlbfs mount backed by size/pagesize pages added to the pool (upstream sets the pool to that count,
+ * whatever else used it). */
+static int handle_hugetlbfs(struct storage_set *s, struct storage_mount *m, const Grpc__Storage *st,
+                            const struct mount_opts *o, ka_err *e)
+{
+    cleanup_target struct target t = {-1, -1, NULL};
+    unsigned long pagesize, size;
+    char p[FD_PATH_MAX];
+    if (huge_params(o->data, &pagesize, &size, e) < 0)
+        return -1;
+    if (hugepages_adjust(s, pagesize / 1024, (long)(size / pagesize), e) < 0)
+        return -1;
+    m->huge_pages = size / pagesize;
+    m->huge_kb = pagesize / 1024;
+    if (target_open(s, m->rel, m, TARGET_DIR, &t, e) < 0)
+        return -1;
+    fd_path(p, t.fd);
+    if (mount(*st->source ? st->source : "nodev", p, "hugetlbfs", o->flags, o->data) < 0)
+        return ka_fail_errno(e, errno, "mount hugetlbfs (%s)", o->data);
+    m->mounted = true;
+    if (target_reopen(s, &t, m->rel, e) < 0 || apply_group_mode(t.fd, o, e) < 0)
+        return -1;
+    return apply_propagation(t.fd, o->propagation, e);
+}
+
 /* tmpfs with its options (upstream drops them); fsgid=N applied after mounting. */
 static int handle_ephemeral(struct storage_set *s, struct storage_mount *m, const Grpc__Storage *st,
                             ka_err *e)
 {
     struct mount_opts o;
-    if (strcmp(st->fstype, "hugetlbfs") == 0)
-        return ka_fail(e, KA_UNIMPLEMENTED, "hugetlbfs ephemeral storage is not supported yet");
+    if (strcmp(st->fstype, "hugetlbfs") == 0) {
+        if (parse_options(st, false, &o, e) < 0)
+            return -1;
+        if (o.flags & (MS_BIND | MS_REMOUNT))
+            return ka_fail(e, KA_INVALID_ARGUMENT, "bind/rbind/remount options are not valid for hugetlbfs");
+        return handle_hugetlbfs(s, m, st, &o, e);
+    }
     if (strcmp(st->fstype, "tmpfs") != 0)
         return ka_fail(e, KA_INVALID_ARGUMENT, "ephemeral storage fstype '%s' is not supported (tmpfs only)",
                        st->fstype);

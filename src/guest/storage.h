@@ -1,6 +1,8 @@
 /* Sandbox and container storages (agent.proto Storage): "ephemeral" (tmpfs, keeping its options such as
  * size and mode, which upstream drops; "fsgid=N" chowns the mount point to group N and adds the setgid bit),
- * "local" (a directory: "mode=0777" and "fsgid=N" options), bind mounts ("bind" fstype or a "bind"/"rbind"
+ * hugetlbfs "ephemeral" storages ("pagesize=N,size=M" in bytes: the pool of that page size grows by M/N pages
+ * while the storage is mounted, and shrinks back after), "local" (a directory: "mode=0777" and "fsgid=N"
+ * options), bind mounts ("bind" fstype or a "bind"/"rbind"
  * option, any driver whose source is a guest path), shared filesystems ("virtio-fs", "9p", "overlayfs":
  * mount(source, fstype, options)) and disks ("blk", "scsi", "nvdimm", "mmioblk": the source must be a block
  * device — devices.c has already turned PCI paths and SCSI addresses into the guest's /dev path).
@@ -18,8 +20,9 @@
 #include "../util/list.h"
 
 struct storage_set {
-    struct list mounts; /* struct storage_mount, refcounted */
-    char *base;         /* mount points must stay inside this directory */
+    struct list mounts;     /* struct storage_mount, refcounted */
+    char *base;             /* mount points must stay inside this directory */
+    const char *sysfs_root; /* "/sys" (hugepage pools); not owned */
 };
 
 void storage_set_init(struct storage_set *s, const char *base);

@@ -31,6 +31,7 @@ int sandbox_init(struct sandbox *sb, struct loop *l, const struct runtime_config
     sb->ipc_ns_fd = sb->uts_ns_fd = sb->pidns_fd = -1;
     list_init(&sb->containers);
     storage_set_init(&sb->storages, cfg->base_dir);
+    sb->storages.sysfs_root = cfg->sysfs_root;
     return cgroup_env_detect(cfg->cgroup_root, cfg->unified_cgroup, &sb->cgenv, e);
 }
 

@@ -25,6 +25,7 @@ struct runtime_config {
     bool unified_cgroup;     /* agent.unified_cgroup_hierarchy */
     long pipe_size;          /* agent.container_pipe_size, 0 = kernel default */
     bool no_pivot;           /* "/" is an initramfs: MS_MOVE + chroot */
+    const char *sysfs_root;  /* "/sys" (hugepage pools of hugetlbfs storages) */
 };
 
 enum { HOOK_PRESTART, HOOK_POSTSTART, HOOK_POSTSTOP, HOOK_KINDS };

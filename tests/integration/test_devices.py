@@ -364,3 +364,53 @@ def test_container_device_refusals(dagent, hw, pb, oci, busybox_rootfs):
         e = err_of(c.call, SVC, "CreateContainer", req)
         assert e.code == code and text in e.message, (i, e.code, e.message)
     c.health()
+
+
+# ---- hugetlbfs ephemeral storages ----
+
+def huge(pb, name, pagesize, size):
+    return pb.agent.Storage(driver="ephemeral", source="nodev", fstype="hugetlbfs",
+                            options=[f"pagesize={pagesize},size={size}"],
+                            mount_point=f"/run/kata-containers/sandbox/ephemeral/{name}")
+
+
+def test_hugetlbfs_storages_grow_and_shrink_the_pool(dagent, hw, pb):
+    """Each hugetlbfs storage adds size/pagesize pages to the pool of its page size (the fake sysfs stands in
+    for the kernel's nr_hugepages) and gives them back when released; the mount itself is a real hugetlbfs."""
+    c = dagent.connect(pb)
+    pool = os.path.join(hw.sys, "kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
+    os.makedirs(os.path.dirname(pool))
+    with open(pool, "w") as f:
+        f.write("1\n")  # someone else's page stays
+    req = pb.agent.CreateSandboxRequest(hostname="h", sandbox_id="sb", storages=[
+        huge(pb, "h1", 2 * MiB, 4 * MiB), huge(pb, "h2", 2 * MiB, 2 * MiB)])
+    c.call(SVC, "CreateSandbox", req)
+    with open(pool) as f:
+        assert f.read().strip() == "4"
+    for name, size in (("h1", 4 * MiB), ("h2", 2 * MiB)):
+        fs, _ = mount_of(dagent, f"/run/kata-containers/sandbox/ephemeral/{name}")
+        assert fs == "hugetlbfs"
+        sup = [l for l in dagent.mounts() if f"/ephemeral/{name} " in l][0].split(" - ")[1]
+        assert "pagesize=2M" in sup and f"size={size}" in sup, sup
+    c.call(SVC, "DestroySandbox", pb.agent.DestroySandboxRequest())
+    dagent.proc.wait(10)
+    with open(pool) as f:
+        assert f.read().strip() == "1"
+
+
+def test_hugetlbfs_refusals(dagent, hw, pb):
+    c = dagent.connect(pb)
+    pool = os.path.join(hw.sys, "kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
+    os.makedirs(os.path.dirname(pool))
+    os.symlink("/dev/null", pool)  # the kernel finds no memory: reading back gives nothing
+    cases = [
+        (huge(pb, "a", 2 * MiB, 4 * MiB), 8, "Only allocated 0 of 2 hugepages of size 2097152"),
+        (huge(pb, "a", 1 << 30, 1 << 30), INTERNAL, "hugepages-1048576kB/nr_hugepages"),
+        (huge(pb, "a", 3 * MiB, 6 * MiB), INVALID_ARGUMENT, "power of two"),
+        (huge(pb, "a", 2 * MiB, 3 * MiB), INVALID_ARGUMENT, "a multiple of it"),
+        (huge(pb, "a", "2M", "4M"), INVALID_ARGUMENT, "bytes expected"),
+    ]
+    for st, code, text in cases:
+        e = err_of(c.call, SVC, "CreateSandbox", pb.agent.CreateSandboxRequest(hostname="h", storages=[st]))
+        assert e.code == code and text in e.message, (st.options, e.code, e.message)
+    assert not any("hugetlbfs" in m for m in dagent.mounts())
