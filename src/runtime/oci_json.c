@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../util/jsonw.h"
+#include "../util/pbfield.h"
 
 #define MAX_DEPTH 12 /* oci.proto nests 5 deep */
 
@@ -112,56 +113,6 @@ static void put_scalar(struct jw *w, const ProtobufCFieldDescriptor *f, const vo
     jw_lit(w, num);
 }
 
-static bool is_zero(const ProtobufCFieldDescriptor *f, const void *p)
-{
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_STRING: {
-        const char *s = *(char *const *)p;
-        return !s || !*s;
-    }
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return *(ProtobufCMessage *const *)p == NULL;
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return *(const uint64_t *)p == 0;
-    case PROTOBUF_C_TYPE_BOOL:
-        return !*(const protobuf_c_boolean *)p;
-    default:
-        return *(const uint32_t *)p == 0;
-    }
-}
-
-static size_t scalar_size(const ProtobufCFieldDescriptor *f)
-{
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return 8;
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    default:
-        return 4;
-    }
-}
-
-/* A map<string, string> arrives as repeated {key, value} entries. */
-static bool is_map(const ProtobufCFieldDescriptor *f)
-{
-    const ProtobufCMessageDescriptor *e = f->type == PROTOBUF_C_TYPE_MESSAGE ? f->descriptor : NULL;
-    size_t n = strlen(e ? e->name : "");
-    return n > 5 && strcmp(e->name + n - 5, "Entry") == 0 && e->n_fields == 2 &&
-           strcmp(e->fields[0].name, "key") == 0 && strcmp(e->fields[1].name, "value") == 0;
-}
-
 static void put_message(struct jw *w, const ProtobufCMessage *m, int depth)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -184,7 +135,7 @@ static void put_message(struct jw *w, const ProtobufCMessage *m, int depth)
             if (n == 0)
                 continue;
             put_key(w, key, &first);
-            if (is_map(f)) {
+            if (pb_is_map_field(f)) {
                 jw_put(w, "{", 1);
                 for (size_t k = 0; k < n; k++) {
                     const ProtobufCMessage *entry = ((ProtobufCMessage *const *)arr)[k];
@@ -200,12 +151,12 @@ static void put_message(struct jw *w, const ProtobufCMessage *m, int depth)
             for (size_t k = 0; k < n; k++) {
                 if (k)
                     jw_put(w, ",", 1);
-                put_scalar(w, f, arr + k * scalar_size(f), depth);
+                put_scalar(w, f, arr + k * pb_elem_size(f->type), depth);
             }
             jw_put(w, "]", 1);
             continue;
         }
-        if (is_zero(f, base) && !written_when_zero(d, f->name))
+        if (pb_value_is_default(f, base) && !written_when_zero(d, f->name))
             continue;
         /* device cgroup rules: -1 is "any" (left out), as upstream converts it */
         if (strcmp(d->name, "grpc.LinuxDeviceCgroup") == 0 && f->type == PROTOBUF_C_TYPE_INT64 &&

@@ -1,5 +1,6 @@
 /* proto3 JSON <-> protobuf-c messages: descriptor-driven encoder (to json-c) and decoder (from json-c). */
 #include "pbjson.h"
+#include "util/pbfield.h"
 
 #include <errno.h>
 #include <float.h>
@@ -188,59 +189,6 @@ static bool utf8_valid(const unsigned char *s, size_t len)
 
 #define MEMBER(msg, off) ((void *)((char *)(msg) + (off)))
 
-/* Size of one element of a repeated field's array. */
-static size_t elem_size(ProtobufCType t)
-{
-    switch (t) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        return 4;
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return 8;
-    case PROTOBUF_C_TYPE_FLOAT:
-        return sizeof(float);
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return sizeof(double);
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_ENUM:
-        return sizeof(int);
-    case PROTOBUF_C_TYPE_STRING:
-        return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(ProtobufCMessage *);
-    }
-    return 0;
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-/* A map<K,V> field: repeated XxxEntry message with exactly key = 1 and value = 2. */
-static bool is_map_field(const ProtobufCFieldDescriptor *f)
-{
-    if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE)
-        return false;
-    const ProtobufCMessageDescriptor *d = f->descriptor;
-    if (d->n_fields != 2 || !ends_with(d->name, "Entry"))
-        return false;
-    const ProtobufCFieldDescriptor *k = protobuf_c_message_descriptor_get_field(d, 1);
-    const ProtobufCFieldDescriptor *v = protobuf_c_message_descriptor_get_field(d, 2);
-    return k && v && strcmp(k->name, "key") == 0 && strcmp(v->name, "value") == 0;
-}
-
 static const ProtobufCFieldDescriptor *map_key_field(const ProtobufCFieldDescriptor *f)
 {
     return protobuf_c_message_descriptor_get_field(f->descriptor, 1);
@@ -263,43 +211,6 @@ static bool has_presence_flag(const ProtobufCFieldDescriptor *f)
            f->type != PROTOBUF_C_TYPE_MESSAGE;
 }
 
-/* Does a singular value equal the proto3 default (0, false, "", empty bytes, no message)? */
-static bool value_is_default(const ProtobufCFieldDescriptor *f, const void *p)
-{
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        return *(const uint32_t *)p == 0;
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return *(const uint64_t *)p == 0;
-    case PROTOBUF_C_TYPE_FLOAT:
-        return *(const float *)p == 0;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return *(const double *)p == 0;
-    case PROTOBUF_C_TYPE_BOOL:
-        return !*(const protobuf_c_boolean *)p;
-    case PROTOBUF_C_TYPE_ENUM:
-        return *(const int *)p == 0;
-    case PROTOBUF_C_TYPE_STRING: {
-        const char *s = *(char *const *)p;
-        return !s || !*s;
-    }
-    case PROTOBUF_C_TYPE_BYTES:
-        return ((const ProtobufCBinaryData *)p)->len == 0;
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return *(ProtobufCMessage *const *)p == NULL;
-    }
-    return true;
-}
-
-/* Is the field set, by the rules protobuf-c itself uses when packing? */
 static bool field_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 {
     const void *p = MEMBER(m, f->offset);
@@ -315,7 +226,7 @@ static bool field_present(const ProtobufCMessage *m, const ProtobufCFieldDescrip
         const void *ptr = *(const void *const *)p;
         return ptr && ptr != f->default_value;
     }
-    return !value_is_default(f, p);
+    return !pb_value_is_default(f, p);
 }
 
 /* ------------------------------------------------------------------------------------------------------ */
@@ -408,7 +319,7 @@ static struct json_object *value_to_json(const ProtobufCFieldDescriptor *f, cons
 
 static struct json_object *repeated_to_json(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 {
-    size_t n = *(const size_t *)MEMBER(m, f->quantifier_offset), size = elem_size(f->type);
+    size_t n = *(const size_t *)MEMBER(m, f->quantifier_offset), size = pb_elem_size(f->type);
     const char *arr = *(char *const *)MEMBER(m, f->offset);
     struct json_object *a = json_object_new_array_ext((int)n);
     if (!a)
@@ -475,7 +386,7 @@ static struct json_object *map_to_json(const ProtobufCMessage *m, const Protobuf
 
 static struct json_object *field_to_json(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 {
-    if (is_map_field(f))
+    if (pb_is_map_field(f))
         return map_to_json(m, f);
     if (f->label == PROTOBUF_C_LABEL_REPEATED)
         return repeated_to_json(m, f);
@@ -844,7 +755,7 @@ static int parse_repeated(pstate *st, ProtobufCMessage *m, const ProtobufCFieldD
 {
     if (!json_object_is_type(v, json_type_array))
         return fail(st, "expected an array, got %s", type_name(v));
-    size_t n = json_object_array_length(v), size = elem_size(f->type);
+    size_t n = json_object_array_length(v), size = pb_elem_size(f->type);
     size_t *count = MEMBER(m, f->quantifier_offset);
     char **arr = MEMBER(m, f->offset);
     if (n == 0)
@@ -946,7 +857,7 @@ static int parse_field(pstate *st, ProtobufCMessage *m, const ProtobufCFieldDesc
 {
     if (!v)
         return 0; /* null means "default", as proto3 JSON says */
-    if (is_map_field(f))
+    if (pb_is_map_field(f))
         return parse_map(st, m, f, v);
     if (f->label == PROTOBUF_C_LABEL_REPEATED)
         return parse_repeated(st, m, f, v);
