@@ -40,6 +40,7 @@ seeds = {
     "data_frame": frame(13, "grpc.Health", "Check", mtype=3),
     "oversize_header": struct.pack(">IIBB", (4 << 20) + 1, 15, 1, 0) + b"\0" * 64,
     "pipelined": b"".join(frame(2 * i + 1, "grpc.Health", "Check") for i in range(8)),
+    "add_swap": frame(17, "grpc.AgentService", "AddSwap", agent.AddSwapRequest(PCIPath=[2, 3]), timeout=10**6),
 }
 os.makedirs(os.path.join(REPO, "fuzz", "seeds"), exist_ok=True)
 for name, data in seeds.items():
