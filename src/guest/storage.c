@@ -1,5 +1,6 @@
 /* Storages (spec §4.2): ephemeral tmpfs, local directories, bind mounts, shared filesystems (virtio-fs, 9p,
- * overlayfs) and disks (blk, scsi, nvdimm, mmioblk), refcounted, confined to a base. */
+ * overlayfs), disks (blk, scsi, nvdimm, mmioblk) and watchable-bind copies (watchable.c), refcounted,
+ * confined to a base. */
 #include "storage.h"
 
 #include <errno.h>
@@ -25,6 +26,10 @@
 #define MOUNT_DATA_MAX 4096
 #define FD_PATH_MAX    32
 
+/* watchable-bind mount points live below one of these (relative to base), each a tmpfs while used */
+#define WATCHABLE_DIR             "shared/containers/watchable"
+#define WATCHABLE_PASSTHROUGH_DIR "shared/containers/passthrough/watchable"
+
 struct storage_mount {
     struct list link;
     char *mount_point; /* normalized absolute path */
@@ -43,6 +48,10 @@ struct storage_mount {
     size_t n_created;
     char **created;    /* relative to base, outermost first */
     bool created_file; /* created[n_created - 1] is a regular file (bind of a file) */
+    /* watchable-bind */
+    struct watch *watch;         /* the copy kept in sync (NULL once the source is bind-mounted instead) */
+    struct storage_mount *under; /* the tmpfs on the watchable directory, one reference held */
+    bool internal;               /* this is that tmpfs: never shared with a Storage of a request */
 };
 
 /* Parsed Storage.options. */
@@ -468,13 +477,33 @@ static int remove_created_one(const struct storage_set *s, const char *rel, bool
 /* Unmount, then remove what was created, innermost first (never recursively). */
 static int hugepages_adjust(const struct storage_set *s, unsigned long kb, long delta, ka_err *e);
 
-static void mount_teardown(const struct storage_set *s, struct storage_mount *m, struct errs *acc)
+static void drop_ref(struct storage_set *s, struct storage_mount *m, struct errs *acc);
+static int target_open(const struct storage_set *s, const char *rel, struct storage_mount *creator,
+                       enum target_kind kind, struct target *t, ka_err *e);
+
+/* What a watchable-bind copy put inside its mount point (once nothing is mounted there). */
+static int clear_copy(const struct storage_set *s, struct storage_mount *m, ka_err *e)
+{
+    cleanup_target struct target t = {-1, -1, NULL};
+    if (target_open(s, m->rel, NULL, TARGET_ANY, &t, e) < 0)
+        return e->status == KA_NOT_FOUND ? 0 : -1;
+    if (watchable_clear(t.parent, t.name, e) < 0)
+        return ka_wrap(e, "remove the copy in %s", m->mount_point);
+    return 0;
+}
+
+static void mount_teardown(struct storage_set *s, struct storage_mount *m, struct errs *acc)
 {
     ka_err err;
+    if (m->watch)
+        watch_remove(&s->watchable, m->watch);
+    m->watch = NULL;
     if (m->mounted && unmount_storage(s, m, &err) < 0) {
         errs_add(acc, &err);
         return; /* still mounted: its directory is busy */
     }
+    if (m->under && clear_copy(s, m, &err) < 0)
+        errs_add(acc, &err);
     if (m->huge_pages && hugepages_adjust(s, m->huge_kb, -(long)m->huge_pages, &err) < 0)
         errs_add(acc, &err);
     m->huge_pages = 0;
@@ -483,6 +512,10 @@ static void mount_teardown(const struct storage_set *s, struct storage_mount *m,
         if (remove_created_one(s, m->created[i], is_file, &err) < 0)
             errs_add(acc, &err);
     }
+    struct storage_mount *under = m->under;
+    m->under = NULL;
+    if (under)
+        drop_ref(s, under, acc);
 }
 
 static void mount_free(struct storage_mount *m)
@@ -864,6 +897,132 @@ static int handle_block(struct storage_set *s, struct storage_mount *m, const Gr
     return mount_generic(s, m, st, st->source, e);
 }
 
+/* ---- watchable-bind ---- */
+
+static struct storage_mount *find_mount(struct storage_set *s, const char *mount_point);
+static struct storage_mount *mount_new(const Grpc__Storage *st, const char *mount_point, const char *base);
+
+/* The watchable directory (relative to base) rel is strictly below, NULL if none. */
+static const char *watchable_dir_of(const char *rel)
+{
+    static const char *const dirs[] = {WATCHABLE_DIR, WATCHABLE_PASSTHROUGH_DIR};
+    for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+        size_t len = strlen(dirs[i]);
+        if (strncmp(rel, dirs[i], len) == 0 && rel[len] == '/')
+            return dirs[i];
+    }
+    return NULL;
+}
+
+/* A reference on the tmpfs over base/dir, mounted by the first watchable-bind storage below it. */
+static int watchable_tmpfs(struct storage_set *s, const char *dir, struct storage_mount **out, ka_err *e)
+{
+    char mp[PATH_MAX];
+    snprintf(mp, sizeof(mp), "%s/%s", s->base, dir);
+    struct storage_mount *u = find_mount(s, mp);
+    if (u) {
+        if (!u->internal)
+            return ka_fail(e, KA_FAILED_PRECONDITION, "%s is used by a %s storage", mp, u->driver);
+        u->refs++;
+        *out = u;
+        return 0;
+    }
+    Grpc__Storage st = GRPC__STORAGE__INIT;
+    st.driver = (char *)"watchable-tmpfs";
+    st.source = st.fstype = (char *)"tmpfs";
+    st.mount_point = mp;
+    if (!(u = mount_new(&st, mp, s->base)))
+        return ka_fail_errno(e, ENOMEM, "storage");
+    u->internal = true;
+    struct mount_opts o;
+    memset(&o, 0, sizeof(o));
+    o.flags = MS_NOSUID | MS_NODEV;
+    snprintf(o.data, sizeof(o.data), "mode=755");
+    if (handle_ephemeral_mount(s, u, &st, &o, e) < 0) {
+        struct errs acc = {NULL, 0};
+        mount_teardown(s, u, &acc);
+        mount_free(u);
+        return ka_wrap(e, "tmpfs on %s", mp);
+    }
+    list_add_tail(&s->mounts, &u->link);
+    log_info(SUB, "mounted the watchable-bind tmpfs on %s", mp);
+    *out = u;
+    return 0;
+}
+
+/* The source is too large to copy: bind-mount it on the mount point (t) instead. */
+static int watchable_bind(const struct storage_set *s, struct storage_mount *m, const struct target *t,
+                          ka_err *e)
+{
+    enum target_kind kind;
+    char src[FD_PATH_MAX], dst[FD_PATH_MAX];
+    cleanup_close int sfd = open_bind_source(m->source, &kind, e);
+    if (sfd < 0 || check_kind(s, t->fd, m->rel, kind, e) < 0)
+        return -1;
+    fd_path(src, sfd);
+    fd_path(dst, t->fd);
+    if (mount(src, dst, "none", MS_BIND, NULL) < 0)
+        return ka_fail_errno(e, errno, "bind mount %s", m->source);
+    m->mounted = true;
+    log_info(SUB,
+             "watchable storage at %s: %s has more than %d entries or %u bytes, bind-mounted (not watched)",
+             m->mount_point, m->source, WATCHABLE_MAX_ENTRIES, WATCHABLE_MAX_BYTES);
+    return 0;
+}
+
+/* The timer found the source too large now: bind-mount it and stop watching (retried at the next round if
+ * that fails). */
+static void on_watch_overflow(struct watchable *ws, struct watch *w, void *data)
+{
+    struct storage_set *s = container_of(ws, struct storage_set, watchable);
+    struct storage_mount *m = data;
+    cleanup_target struct target t = {-1, -1, NULL};
+    ka_err e;
+    if (target_open(s, m->rel, NULL, TARGET_ANY, &t, &e) < 0 || watchable_bind(s, m, &t, &e) < 0) {
+        log_warn(SUB, "watchable storage at %s: %s", m->mount_point, e.msg);
+        return;
+    }
+    watch_remove(ws, w);
+    m->watch = NULL;
+}
+
+/* A copy of the source on the tmpfs over the watchable directory, synced every 2 s; a source too large to
+ * copy is bind-mounted instead. Options are ignored, as upstream does. */
+static int handle_watchable(struct storage_set *s, struct storage_mount *m, const Grpc__Storage *st,
+                            ka_err *e)
+{
+    cleanup_target struct target t = {-1, -1, NULL};
+    struct stat sb;
+    if (!s->loop)
+        return ka_fail(e, KA_FAILED_PRECONDITION, "watchable-bind storage needs the event loop");
+    if (st->source[0] != '/')
+        return ka_fail(e, KA_INVALID_ARGUMENT, "watchable-bind source '%s' is not an absolute path",
+                       st->source);
+    const char *dir = watchable_dir_of(m->rel);
+    if (!dir)
+        return ka_fail(e, KA_INVALID_ARGUMENT, "watchable-bind mount point %s is not below %s/%s or %s/%s",
+                       m->mount_point, s->base, WATCHABLE_DIR, s->base, WATCHABLE_PASSTHROUGH_DIR);
+    if (stat(st->source, &sb) < 0) {
+        if (errno == ENOENT)
+            return ka_fail(e, KA_NOT_FOUND, "watchable mount source not found: %s", st->source);
+        return ka_fail_errno(e, errno, "watchable mount source %s", st->source);
+    }
+    if (!S_ISDIR(sb.st_mode) && !S_ISREG(sb.st_mode))
+        return ka_fail(e, KA_INVALID_ARGUMENT, "watchable mount source %s is neither a directory nor a file",
+                       st->source);
+    if (watchable_tmpfs(s, dir, &m->under, e) < 0 ||
+        target_open(s, m->rel, m, S_ISDIR(sb.st_mode) ? TARGET_DIR : TARGET_FILE, &t, e) < 0)
+        return -1;
+    int rc = watchable_sync(st->source, t.parent, t.name, e);
+    if (rc < 0)
+        return ka_wrap(e, "copy %s", st->source);
+    if (rc == WATCHABLE_TOO_BIG)
+        return watchable_bind(s, m, &t, e);
+    m->watch = watch_add(&s->watchable, s->loop, st->source, t.parent, t.name, m->mount_point,
+                         on_watch_overflow, m, e);
+    return m->watch ? 0 : -1;
+}
+
 static bool is_bind(const Grpc__Storage *st)
 {
     return strcmp(st->fstype, "bind") == 0 || has_option(st, "bind") || has_option(st, "rbind");
@@ -883,6 +1042,8 @@ static storage_handler pick_handler(const Grpc__Storage *st, ka_err *e)
         return handle_block;
     if (strcmp(d, "virtio-fs") == 0 || strcmp(d, "9p") == 0 || strcmp(d, "overlayfs") == 0)
         return handle_shared_fs;
+    if (strcmp(d, "watchable-bind") == 0)
+        return handle_watchable;
     if (!*d)
         ka_fail(e, KA_INVALID_ARGUMENT, "storage driver is empty");
     else
@@ -947,6 +1108,9 @@ static struct storage_mount *mount_new(const Grpc__Storage *st, const char *moun
 
 static int take_existing(struct storage_mount *m, const Grpc__Storage *st, ka_err *e)
 {
+    if (m->internal)
+        return ka_fail(e, KA_FAILED_PRECONDITION, "mount point %s is the watchable-bind tmpfs",
+                       m->mount_point);
     const char *diff = mount_mismatch(m, st);
     if (diff)
         return ka_fail(e, KA_FAILED_PRECONDITION,
@@ -1031,6 +1195,8 @@ static int add_all(struct storage_set *s, Grpc__Storage *const *storages, size_t
 void storage_set_init(struct storage_set *s, const char *base)
 {
     list_init(&s->mounts);
+    s->loop = NULL;
+    watchable_init(&s->watchable);
     s->base = strdup(base);
     if (!s->base)
         return;
@@ -1046,6 +1212,13 @@ int storage_add(struct storage_set *s, Grpc__Storage *const *storages, size_t n,
         return ka_fail(e, KA_FAILED_PRECONDITION, "storage set is not initialised");
     if (n == 0)
         return 0;
+    for (size_t i = 0; refs->sandbox && i < n; i++)
+        if (strcmp(storages[i]->driver, "watchable-bind") == 0)
+            return ka_fail(
+                e, KA_UNIMPLEMENTED,
+                "storage %zu (watchable-bind at %s): storage driver watchable-bind is only supported "
+                "for a container's storages",
+                i + 1, storages[i]->mount_point);
     if (refs_reserve(refs, n, e) < 0)
         return -1;
     struct storage_mount **taken = calloc(n, sizeof(*taken));

@@ -5,7 +5,9 @@
  * options), bind mounts ("bind" fstype or a "bind"/"rbind"
  * option, any driver whose source is a guest path), shared filesystems ("virtio-fs", "9p", "overlayfs":
  * mount(source, fstype, options)) and disks ("blk", "scsi", "nvdimm", "mmioblk": the source must be a block
- * device — devices.c has already turned PCI paths and SCSI addresses into the guest's /dev path).
+ * device — devices.c has already turned PCI paths and SCSI addresses into the guest's /dev path), and
+ * "watchable-bind" (a container's only: a copy of a guest path on a tmpfs over the watchable directory, kept
+ * in sync every 2 s by watchable.c, or a bind mount of the source when it is too large to copy).
  * Storages are refcounted by mount point: a second use of the same mount point takes a reference instead
  * of mounting again (and is released with that container). Mount points must be absolute and stay inside
  * the allowed base directory (/run/kata-containers by default): they are resolved with openat2
@@ -16,6 +18,7 @@
 #include <stddef.h>
 
 #include "agent.pb-c.h"
+#include "watchable.h"
 #include "../util/err.h"
 #include "../util/list.h"
 
@@ -23,6 +26,8 @@ struct storage_set {
     struct list mounts;     /* struct storage_mount, refcounted */
     char *base;             /* mount points must stay inside this directory */
     const char *sysfs_root; /* "/sys" (hugepage pools); not owned */
+    struct loop *loop;      /* the agent's loop (watchable-bind timer); not owned */
+    struct watchable watchable;
 };
 
 void storage_set_init(struct storage_set *s, const char *base);
@@ -33,11 +38,12 @@ int storage_set_release_all(struct storage_set *s, ka_err *e);
 struct storage_refs {
     size_t n;
     char **mount_points;
+    bool sandbox; /* the sandbox's own storages: watchable-bind is refused (upstream: a container's only) */
 };
 
 /* Mount (or reference) each storage in order. On failure, what this call did is undone, e is set
  * ("storage 2 (ephemeral at /run/kata-containers/sandbox/shm): mount: EINVAL") and refs is unchanged.
- * Unknown drivers: UNIMPLEMENTED "storage driver <d> is not supported yet". */
+ * Unknown drivers: UNIMPLEMENTED "storage driver <d> is not supported yet". watchable-bind needs s->loop. */
 int storage_add(struct storage_set *s, Grpc__Storage *const *storages, size_t n, struct storage_refs *refs,
                 ka_err *e);
 /* After a remount (UpdateEphemeralMounts): the mount point's options become these, "remount" dropped, so

@@ -13,10 +13,11 @@
 #include "../guest/sysctl_guest.h"
 #include "../util/cleanup.h"
 
-/* Storage drivers src/guest/storage.c handles (others answer UNIMPLEMENTED); device_handlers stays empty, as
- * upstream reports it. */
+/* Storage drivers src/guest/storage.c handles (others answer UNIMPLEMENTED): upstream's list, then "bind";
+ * device_handlers stays empty, as upstream reports it. */
 static char *const storage_handlers[] = {"blk",     "9p",    "virtio-fs", "ephemeral", "overlayfs",
-                                         "mmioblk", "local", "scsi",      "nvdimm",    "bind"};
+                                         "mmioblk", "local", "scsi",      "nvdimm",    "watchable-bind",
+                                         "bind"};
 
 /* block_size_bytes holds hex without 0x ("8000000"); missing file = 0 as upstream. */
 static int read_block_size(const char *sysfs, uint64_t *out, ka_err *e)

@@ -32,6 +32,8 @@ int sandbox_init(struct sandbox *sb, struct loop *l, const struct runtime_config
     list_init(&sb->containers);
     storage_set_init(&sb->storages, cfg->base_dir);
     sb->storages.sysfs_root = cfg->sysfs_root;
+    sb->storages.loop = l;
+    sb->refs.sandbox = true;
     return cgroup_env_detect(cfg->cgroup_root, cfg->unified_cgroup, &sb->cgenv, e);
 }
 

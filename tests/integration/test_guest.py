@@ -105,7 +105,7 @@ def test_guest_details(gc, pb):
     ad = d.agent_details
     assert ad.version == "3.2.0-alpha0"
     assert list(ad.storage_handlers) == ["blk", "9p", "virtio-fs", "ephemeral", "overlayfs", "mmioblk", "local",
-                                         "scsi", "nvdimm", "bind"]
+                                         "scsi", "nvdimm", "watchable-bind", "bind"]
     assert list(ad.device_handlers) == []
     assert ad.supports_seccomp
     assert not ad.init_daemon

@@ -414,11 +414,11 @@ static void body_unknown_driver(void)
     struct storage_set s;
     struct storage_refs refs = {0};
     ka_err e = {0};
-    Grpc__Storage st = storage("watchable-bind", "/tmp", "bind", path("shared"), NULL, 0);
+    Grpc__Storage st = storage("blk-ccw", "/tmp", "bind", path("shared"), NULL, 0);
     storage_set_init(&s, g_base);
     CHECK_INT(add1(&s, &st, &refs, &e), -1);
     CHECK_INT(e.status, KA_UNIMPLEMENTED);
-    CHECK(strstr(e.msg, "storage driver watchable-bind is not supported yet") != NULL);
+    CHECK(strstr(e.msg, "storage driver blk-ccw is not supported yet") != NULL);
     Grpc__Storage huge = storage("ephemeral", "nodev", "hugetlbfs", path("huge"), NULL, 0);
     CHECK_INT(add1(&s, &huge, &refs, &e), -1); /* no pagesize/size: refused before any pool is touched */
     CHECK_INT(e.status, KA_INVALID_ARGUMENT);
