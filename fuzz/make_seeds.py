@@ -3,6 +3,7 @@
 methods. Run from the repo root; needs protoc and python3-protobuf."""
 import importlib
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -46,4 +47,5 @@ os.makedirs(os.path.join(REPO, "fuzz", "seeds"), exist_ok=True)
 for name, data in seeds.items():
     with open(os.path.join(REPO, "fuzz", "seeds", name), "wb") as f:
         f.write(data)
+shutil.rmtree(out, ignore_errors=True)
 print(f"wrote {len(seeds)} seeds")

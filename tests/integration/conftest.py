@@ -5,6 +5,7 @@ run against the normal and the sanitizer build."""
 import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,8 @@ def pb():
     for name in ["ttrpc", "types", "oci", "csi", "health", "agent"]:
         setattr(mods, name, importlib.import_module(name + "_pb2"))
     mods.empty = importlib.import_module("google.protobuf.empty_pb2")
-    return mods
+    yield mods
+    shutil.rmtree(out, ignore_errors=True)  # the modules are loaded; nothing is left in /tmp
 
 
 class Agent:
