@@ -862,6 +862,14 @@ static int mount_generic(struct storage_set *s, struct storage_mount *m, const G
                        st->driver);
     if (target_open(s, m->rel, m, TARGET_DIR, &t, e) < 0)
         return -1;
+    struct statx sx;
+    if (strcmp(source, "kataShared") == 0 && statx(t.fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &sx) == 0 &&
+        (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
+        /* the host share is already there (mounted by the guest image or an earlier agent): use it, as
+         * upstream does, and leave it mounted on release */
+        log_info(SUB, "%s is already mounted: using it", m->mount_point);
+        return 0;
+    }
     fd_path(p, t.fd);
     if (mount(source, p, st->fstype, o.flags, o.data) < 0)
         return ka_fail_errno(e, errno, "mount %s (%s) %s", source, st->fstype, o.data);

@@ -414,3 +414,19 @@ def test_hugetlbfs_refusals(dagent, hw, pb):
         e = err_of(c.call, SVC, "CreateSandbox", pb.agent.CreateSandboxRequest(hostname="h", storages=[st]))
         assert e.code == code and text in e.message, (st.options, e.code, e.message)
     assert not any("hugetlbfs" in m for m in dagent.mounts())
+
+
+def test_kata_shared_already_mounted_is_used(dagent, pb):
+    """A virtio-fs storage of the host share (source kataShared) whose mount point is already a mount point
+    (the guest image mounted it) is used as it is, as upstream does; elsewhere the mount is really attempted
+    (and fails here: this machine has no virtio-fs share)."""
+    c = dagent.connect(pb)
+    share = "/run/kata-containers/shared/containers"
+    st = pb.agent.Storage(driver="virtio-fs", source="kataShared", fstype="virtiofs", mount_point=share)
+    e = err_of(c.call, SVC, "CreateSandbox", pb.agent.CreateSandboxRequest(hostname="h", storages=[st]))
+    assert e.code == INTERNAL and "mount kataShared (virtiofs)" in e.message, e.message
+    subprocess.run(["nsenter", "-t", str(dagent.pid), "-m", "sh", "-c",
+                    f"mkdir -p {share} && mount -t tmpfs premounted {share}"], check=True)
+    c.call(SVC, "CreateSandbox", pb.agent.CreateSandboxRequest(hostname="h", storages=[st]))
+    assert mount_of(dagent, share)[0] == "tmpfs"
+    assert "is already mounted: using it" in dagent.log_text()
