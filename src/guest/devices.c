@@ -15,7 +15,8 @@
 #include "../util/cleanup.h"
 #include "../util/log.h"
 
-#define SUB "device"
+#define SUB         "device"
+#define DEVICES_MAX 1024 /* storages, and devices, in one request */
 
 /* One disk the request waits for, and where its /dev path goes. */
 struct need {
@@ -192,27 +193,21 @@ static void need_done(void *arg, const char *path, const ka_err *err)
 {
     struct need *n = arg;
     struct dev_prep *p = n->p;
-    n->w = NULL;
     ka_err e;
+    bool failed = err != NULL;
+    n->w = NULL;
     if (err) {
         e = *err;
-        goto fail;
+    } else {
+        snprintf(n->path, sizeof(n->path), "%s", path);
+        if (--p->pending > 0)
+            return;
+        failed = apply_all(p, &e) < 0;
     }
-    snprintf(n->path, sizeof(n->path), "%s", path);
-    if (--p->pending > 0)
-        return;
-    if (apply_all(p, &e) < 0)
-        goto fail;
     dev_prep_cb done = p->done;
     void *done_arg = p->arg;
-    prep_free(p);
-    done(done_arg, NULL);
-    return;
-fail:
-    done = p->done;
-    done_arg = p->arg;
-    prep_free(p); /* cancels the other waits */
-    done(done_arg, &e);
+    prep_free(p); /* on failure this cancels the other waits */
+    done(done_arg, failed ? &e : NULL);
 }
 
 /* Check for duplicate container paths before anything waits. */
@@ -233,6 +228,9 @@ int devices_prepare(const struct dev_env *env, Grpc__Storage **storages, size_t 
     *out = NULL;
     if (n_storages + n_devices == 0)
         return 0;
+    if (n_storages > DEVICES_MAX || n_devices > DEVICES_MAX)
+        return ka_fail(e, KA_INVALID_ARGUMENT, "too many storages or devices (%zu and %zu, at most %d each)",
+                       n_storages, n_devices, DEVICES_MAX);
     if (check_conflicts(devices, n_devices, e) < 0)
         return -1;
     struct dev_prep *p = calloc(1, sizeof(*p));

@@ -277,6 +277,9 @@ def test_disk_storage_refusals(dagent, hw, pb):
         e = err_of(c.call, SVC, "CreateSandbox", req)
         assert e.code == code and text in e.message, (st.driver, st.source, e.code, e.message)
     assert not any("/run/kata-containers/sandbox/storage" in m for m in dagent.mounts())
+    many = [storage(pb, "blk", "02", "ext4", f"s{i}") for i in range(1025)]
+    e = err_of(c.call, SVC, "CreateSandbox", pb.agent.CreateSandboxRequest(hostname="dev", storages=many))
+    assert e.code == INVALID_ARGUMENT and "too many storages or devices (1025 and 0" in e.message, e.message
 
 
 def test_overlayfs_storage(dagent, hw, pb):
