@@ -233,6 +233,8 @@ static void on_timeout(struct loop_timer *t)
 {
     struct dev_wait *w = container_of(t, struct dev_wait, timer);
     ka_err e;
+    if (loop_defer_pending(&w->found))
+        return; /* found in the same round: the disk wins */
     ka_fail(&e, KA_INTERNAL, "timeout after %llu ms waiting for the %s %s", (unsigned long long)w->timeout_ms,
             kind_name(w->kind), w->key);
     wait_finish(w, &e);
