@@ -19,6 +19,9 @@ PKGS=(
   iptables python3-prometheus-client
   # benchmarks' peers: Debian's crun and runc
   crun runc
+  # VM end-to-end test (tests/vm/, tests/integration/test_vm.py): qemu TCG and the initramfs tools; the guest
+  # kernel is downloaded (not installed) by tests/vm/setup.sh
+  qemu-system-x86 cpio
   # Go ttrpc interop client and the benchmark's Go peer (containerd ttrpc 1.1.1, offline GOPATH build)
   golang-go golang-github-containerd-ttrpc-dev golang-github-gogo-protobuf-dev gogottrpc
 )

@@ -1,4 +1,4 @@
-/* Serving ttrpc over a virtio-serial port: one long-lived byte stream, re-opened whenever the host
+/* Serving ttrpc over a virtio-serial port: one long-lived byte stream, served again whenever the host
  * side hangs up (or before it ever connects), for VMs without vhost-vsock. */
 #pragma once
 #include "server.h"
