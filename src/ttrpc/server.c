@@ -13,7 +13,7 @@
 #include "../util/cleanup.h"
 #include "../util/log.h"
 #include "frame.h"
-#include "ttrpc.pb-c.h"
+#include "envelope.h"
 
 #define MAX_CONNS          1024
 #define MAX_CALLS_PER_CONN 4096
@@ -239,44 +239,62 @@ static const struct ttrpc_service *find_service(struct ttrpc_server *s, const ch
     return NULL;
 }
 
+/* A name from the envelope as a C string (an embedded NUL ends it, as protobuf-c's would); false if longer
+ * than any name we serve. */
+static bool name_copy(char *out, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap)
+        return false;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return true;
+}
+
 static void handle_request(struct ttrpc_conn *conn, uint32_t stream, const uint8_t *data, size_t len)
 {
     struct ttrpc_server *s = conn->srv;
+    struct ttrpc_request_view rq;
+    char service[128], method[128];
     if ((stream & 1) == 0) {
         reply_bare(conn, stream, KA_INVALID_ARGUMENT, "stream id must be odd for client initiated streams");
         return;
     }
-    Ttrpc__Request *rq = ttrpc__request__unpack(NULL, len, data);
-    if (!rq) {
+    if (!ttrpc_request_parse(data, len, &rq)) {
         reply_bare(conn, stream, KA_INVALID_ARGUMENT, "unable to decode the ttrpc request envelope");
         return;
     }
-    const struct ttrpc_service *svc = find_service(s, rq->service);
+    const struct ttrpc_service *svc =
+        name_copy(service, sizeof(service), rq.service, rq.service_len) ? find_service(s, service) : NULL;
     if (!svc) {
-        reply_bare(conn, stream, KA_INVALID_ARGUMENT, "%s service does not exist", rq->service);
-        goto out;
+        reply_bare(conn, stream, KA_INVALID_ARGUMENT, "%.*s service does not exist",
+                   (int)(rq.service_len > 100 ? 100 : rq.service_len), rq.service);
+        return;
     }
-    const struct ttrpc_method *m = bsearch(rq->method, svc->methods, svc->n_methods, sizeof(*m), cmp_method);
+    const struct ttrpc_method *m =
+        name_copy(method, sizeof(method), rq.method, rq.method_len)
+            ? bsearch(method, svc->methods, svc->n_methods, sizeof(*svc->methods), cmp_method)
+            : NULL;
     if (!m) {
-        reply_bare(conn, stream, KA_UNIMPLEMENTED, "%s method does not exist in %s", rq->method, svc->name);
-        goto out;
+        reply_bare(conn, stream, KA_UNIMPLEMENTED, "%.*s method does not exist in %s",
+                   (int)(rq.method_len > 100 ? 100 : rq.method_len), rq.method, svc->name);
+        return;
     }
     if (conn->n_calls >= MAX_CALLS_PER_CONN) {
         reply_bare(conn, stream, KA_RESOURCE_EXHAUSTED, "more than %d calls pending on this connection",
                    MAX_CALLS_PER_CONN);
-        goto out;
+        return;
     }
-    void *req = protobuf_c_message_unpack(m->input, NULL, rq->payload.len, rq->payload.data);
+    void *req = protobuf_c_message_unpack(m->input, NULL, rq.payload_len, rq.payload);
     if (!req) {
         reply_bare(conn, stream, KA_INVALID_ARGUMENT, "unable to decode the %s payload of %s", m->input->name,
                    m->name);
-        goto out;
+        return;
     }
     struct ttrpc_call *c = calloc(1, sizeof(*c));
     if (!c) {
         protobuf_c_message_free_unpacked(req, NULL);
         reply_bare(conn, stream, KA_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
+        return;
     }
     c->conn = conn;
     c->service = svc;
@@ -284,14 +302,12 @@ static void handle_request(struct ttrpc_conn *conn, uint32_t stream, const uint8
     c->stream = stream;
     c->req = req;
     c->start_ns = loop_now_ns();
-    c->timeout_ns = rq->timeout_nano > 0 ? (uint64_t)rq->timeout_nano : 0;
+    c->timeout_ns = rq.timeout_nano > 0 ? (uint64_t)rq.timeout_nano : 0;
     loop_timer_init(&c->deadline, on_deadline);
     list_add_tail(&conn->calls, &c->link);
     conn->n_calls++;
     s->pending_calls++;
     s->calls_total++;
-    ttrpc__request__free_unpacked(rq, NULL);
-    rq = NULL;
 
     c->in_handler = true;
     if (!svc->admit || svc->admit(c))
@@ -301,9 +317,6 @@ static void handle_request(struct ttrpc_conn *conn, uint32_t stream, const uint8
         call_free(c);
     else if (c->timeout_ns)
         loop_timer_start(s->loop, &c->deadline, c->timeout_ns);
-out:
-    if (rq)
-        ttrpc__request__free_unpacked(rq, NULL);
 }
 
 static void handle_frame(struct ttrpc_conn *conn, const struct ttrpc_hdr *h, const uint8_t *data)

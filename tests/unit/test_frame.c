@@ -1,7 +1,10 @@
-/* Unit tests of the ttrpc frame codec and the incremental frame reader. */
+/* Unit tests of the ttrpc frame codec, the incremental frame reader, and the in-place Request envelope parser
+ * (checked against protobuf-c's unpack on valid, truncated and corrupted envelopes). */
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "ttrpc.pb-c.h"
+#include "ttrpc/envelope.h"
 #include "ttrpc/frame.h"
 #include "unit.h"
 
@@ -136,5 +139,108 @@ TEST(huge_length_from_garbage_header)
     ttrpc_reader_free(&r);
 }
 
-RUN(header_is_big_endian, frames_split_byte_by_byte, several_frames_in_one_read, exactly_max_size_is_a_frame,
+static size_t pack_request(uint8_t *buf, const char *svc, const char *method, const uint8_t *payload,
+                           size_t plen, int64_t timeout, bool metadata)
+{
+    Ttrpc__Request rq = TTRPC__REQUEST__INIT;
+    Ttrpc__KeyValue kv = TTRPC__KEY_VALUE__INIT, *kvs[1] = {&kv};
+    rq.service = (char *)svc;
+    rq.method = (char *)method;
+    rq.payload.data = (uint8_t *)payload;
+    rq.payload.len = plen;
+    rq.timeout_nano = timeout;
+    if (metadata) {
+        kv.key = "traceparent";
+        kv.value = "00-abc-def-01";
+        rq.n_metadata = 1;
+        rq.metadata = kvs;
+    }
+    return ttrpc__request__pack(&rq, buf);
+}
+
+static bool pbc_accepts(const uint8_t *b, size_t n)
+{
+    Ttrpc__Request *rq = ttrpc__request__unpack(NULL, n, b);
+    if (rq)
+        ttrpc__request__free_unpacked(rq, NULL);
+    return rq != NULL;
+}
+
+TEST(envelope_fields_point_into_the_frame)
+{
+    uint8_t buf[512], payload[100];
+    struct ttrpc_request_view v;
+    memset(payload, 0xab, sizeof(payload));
+    size_t n = pack_request(buf, "grpc.AgentService", "CopyFile", payload, sizeof(payload), -5, true);
+    CHECK(ttrpc_request_parse(buf, n, &v));
+    CHECK(v.service_len == 17 && memcmp(v.service, "grpc.AgentService", 17) == 0);
+    CHECK(v.method_len == 8 && memcmp(v.method, "CopyFile", 8) == 0);
+    CHECK(v.payload_len == sizeof(payload) && v.payload > buf && v.payload < buf + n);
+    CHECK(memcmp(v.payload, payload, sizeof(payload)) == 0);
+    CHECK_INT(v.timeout_nano, -5);
+    CHECK(ttrpc_request_parse(buf, 0, &v) && v.service_len == 0 && v.payload_len == 0); /* all defaults */
+    /* later values win, unknown fields are skipped */
+    static const uint8_t twice[] = {0x0a, 1, 'a', 0x0a, 1, 'b', 0x30, 7, 0x3a, 0, 0x45, 1,
+                                    2,    3, 4,   0x49, 1, 2,   3,    4, 5,    6, 7,    8};
+    CHECK(ttrpc_request_parse(twice, sizeof(twice), &v) && v.service_len == 1 && v.service[0] == 'b');
+    CHECK(pbc_accepts(twice, sizeof(twice)));
+}
+
+TEST(envelope_refusals)
+{
+    struct ttrpc_request_view v;
+    static const struct {
+        const char *what;
+        uint8_t b[16];
+        size_t n;
+    } bad[] = {
+        {"service as a varint", {0x08, 1}, 2},
+        {"timeout as bytes", {0x22, 1, 0}, 3},
+        {"a group", {0x0b, 0x0c}, 2},
+        {"wire type 7", {0x0f}, 1},
+        {"field number 0", {0x02, 0}, 2},
+        {"length past the end", {0x1a, 5, 1, 2}, 4},
+        {"11-byte varint", {0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1}, 12},
+        {"truncated varint", {0x20, 0x80}, 2},
+        {"truncated fixed64", {0x49, 1, 2, 3}, 4},
+        {"metadata key as a varint", {0x2a, 2, 0x08, 1}, 4},
+        {"metadata with a truncated field", {0x2a, 2, 0x0a, 5}, 4},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        bool ours = ttrpc_request_parse(bad[i].b, bad[i].n, &v), pbc = pbc_accepts(bad[i].b, bad[i].n);
+        if (ours || pbc)
+            printf("# %s: ours %d protobuf-c %d\n", bad[i].what, ours, pbc);
+        CHECK(!ours && !pbc);
+    }
+}
+
+/* Every prefix and every single-byte corruption of real envelopes: accepted exactly when protobuf-c accepts.
+ */
+TEST(envelope_agrees_with_protobuf_c)
+{
+    uint8_t buf[512], payload[40], mut[512];
+    struct ttrpc_request_view v;
+    unsigned disagree = 0, seed = 12345;
+    for (size_t i = 0; i < sizeof(payload); i++)
+        payload[i] = (uint8_t)i;
+    for (int variant = 0; variant < 2; variant++) {
+        size_t n = pack_request(buf, "grpc.Health", "Check", payload, sizeof(payload), 300000000, variant);
+        for (size_t cut = 0; cut <= n; cut++)
+            disagree += ttrpc_request_parse(buf, cut, &v) != pbc_accepts(buf, cut);
+        for (int round = 0; round < 4000; round++) {
+            memcpy(mut, buf, n);
+            seed = seed * 1103515245u + 12345u;
+            size_t at = (seed >> 8) % n;
+            seed = seed * 1103515245u + 12345u;
+            mut[at] = (uint8_t)(seed >> 16);
+            bool ours = ttrpc_request_parse(mut, n, &v), pbc = pbc_accepts(mut, n);
+            if (ours != pbc && disagree++ < 5)
+                printf("# byte %zu = 0x%02x: ours %d protobuf-c %d\n", at, mut[at], ours, pbc);
+        }
+    }
+    CHECK_INT(disagree, 0);
+}
+
+RUN(envelope_fields_point_into_the_frame, envelope_refusals, envelope_agrees_with_protobuf_c,
+    header_is_big_endian, frames_split_byte_by_byte, several_frames_in_one_read, exactly_max_size_is_a_frame,
     oversized_is_skipped_and_stream_stays_in_sync, huge_length_from_garbage_header)
