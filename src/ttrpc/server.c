@@ -266,8 +266,8 @@ static void handle_request(struct ttrpc_conn *conn, uint32_t stream, const uint8
     const struct ttrpc_service *svc =
         name_copy(service, sizeof(service), rq.service, rq.service_len) ? find_service(s, service) : NULL;
     if (!svc) {
-        reply_bare(conn, stream, KA_INVALID_ARGUMENT, "%.*s service does not exist",
-                   (int)(rq.service_len > 100 ? 100 : rq.service_len), rq.service);
+        reply_bare(conn, stream, KA_INVALID_ARGUMENT, "%.*s service does not exist", (int)rq.service_len,
+                   rq.service);
         return;
     }
     const struct ttrpc_method *m =
@@ -275,8 +275,8 @@ static void handle_request(struct ttrpc_conn *conn, uint32_t stream, const uint8
             ? bsearch(method, svc->methods, svc->n_methods, sizeof(*svc->methods), cmp_method)
             : NULL;
     if (!m) {
-        reply_bare(conn, stream, KA_UNIMPLEMENTED, "%.*s method does not exist in %s",
-                   (int)(rq.method_len > 100 ? 100 : rq.method_len), rq.method, svc->name);
+        reply_bare(conn, stream, KA_UNIMPLEMENTED, "%.*s method does not exist in %s", (int)rq.method_len,
+                   rq.method, svc->name);
         return;
     }
     if (conn->n_calls >= MAX_CALLS_PER_CONN) {
