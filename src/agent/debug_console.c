@@ -135,16 +135,17 @@ static bool pump(int from, int to, char *buf, size_t *len, bool readable, bool w
     return true;
 }
 
-static void on_sock(struct loop_io *io, uint32_t ev)
+/* Events on one side: what it sent goes to the other side, what waited for it is written to it. A side that
+ * hangs up with nothing left to read (the shell has gone and its output was read) ends the session. */
+static void on_side(struct session *s, bool sock_side, uint32_t ev)
 {
-    struct session *s = container_of(io, struct session, sock);
-    if ((ev & (EPOLLHUP | EPOLLERR)) && !(ev & EPOLLIN)) {
-        session_close(s);
-        return;
-    }
-    bool ok =
-        pump(s->sock.fd, s->pty.fd, s->to_pty, &s->to_pty_len, ev & (EPOLLIN | EPOLLHUP | EPOLLERR), false) &&
-        pump(s->pty.fd, s->sock.fd, s->to_sock, &s->to_sock_len, false, ev & EPOLLOUT);
+    struct loop_io *me = sock_side ? &s->sock : &s->pty, *peer = sock_side ? &s->pty : &s->sock;
+    char *in_buf = sock_side ? s->to_pty : s->to_sock, *out_buf = sock_side ? s->to_sock : s->to_pty;
+    size_t *in_len = sock_side ? &s->to_pty_len : &s->to_sock_len,
+           *out_len = sock_side ? &s->to_sock_len : &s->to_pty_len;
+    bool ok = !((ev & (EPOLLHUP | EPOLLERR)) && !(ev & EPOLLIN)) &&
+              pump(me->fd, peer->fd, in_buf, in_len, ev & (EPOLLIN | EPOLLHUP | EPOLLERR), false) &&
+              pump(peer->fd, me->fd, out_buf, out_len, false, ev & EPOLLOUT);
     if (!ok) {
         session_close(s);
         return;
@@ -152,21 +153,14 @@ static void on_sock(struct loop_io *io, uint32_t ev)
     session_arm(s);
 }
 
+static void on_sock(struct loop_io *io, uint32_t ev)
+{
+    on_side(container_of(io, struct session, sock), true, ev);
+}
+
 static void on_pty(struct loop_io *io, uint32_t ev)
 {
-    struct session *s = container_of(io, struct session, pty);
-    if ((ev & (EPOLLHUP | EPOLLERR)) && !(ev & EPOLLIN)) { /* the shell has gone and its output was read */
-        session_close(s);
-        return;
-    }
-    bool ok = pump(s->pty.fd, s->sock.fd, s->to_sock, &s->to_sock_len, ev & (EPOLLIN | EPOLLHUP | EPOLLERR),
-                   false) &&
-              pump(s->sock.fd, s->pty.fd, s->to_pty, &s->to_pty_len, false, ev & EPOLLOUT);
-    if (!ok) {
-        session_close(s);
-        return;
-    }
-    session_arm(s);
+    on_side(container_of(io, struct session, pty), false, ev);
 }
 
 static void on_session_exit(struct loop_child *c, int status)

@@ -24,6 +24,9 @@ struct need {
     struct dev_wait *w;
     Grpc__Storage *storage;  /* its source becomes the path */
     const Grpc__Device *dev; /* its container_path gets the path's device numbers */
+    bool wait;               /* false: path is known already (mmioblk, nvdimm devices) */
+    enum dev_kind kind;      /* what to wait for, and its key */
+    char key[PATH_MAX];
     char path[PATH_MAX];
 };
 
@@ -241,16 +244,7 @@ int devices_prepare(const struct dev_env *env, Grpc__Storage **storages, size_t 
     p->spec = spec;
     p->done = done;
     p->arg = arg;
-    struct {
-        enum dev_kind kind;
-        char key[PATH_MAX];
-    } *keys = calloc(n_storages + n_devices, sizeof(*keys));
-    if (!keys) {
-        prep_free(p);
-        return ka_fail_errno(e, ENOMEM, "devices");
-    }
-    bool *waits = calloc(n_storages + n_devices, sizeof(bool));
-    int rc = waits ? 0 : ka_fail_errno(e, ENOMEM, "devices");
+    int rc = 0;
     /* validate everything (and resolve PCI paths) before waiting for anything */
     for (size_t i = 0; rc == 0 && i < n_storages + n_devices; i++) {
         struct need *n = &p->needs[p->n];
@@ -258,36 +252,33 @@ int devices_prepare(const struct dev_env *env, Grpc__Storage **storages, size_t 
         n->p = p;
         if (i < n_storages) {
             n->storage = storages[i];
-            rc = storage_target(env, storages[i], &keys[p->n].kind, keys[p->n].key, sizeof(keys[p->n].key),
-                                &waits[p->n], e);
+            rc = storage_target(env, storages[i], &n->kind, n->key, sizeof(n->key), &n->wait, e);
             if (rc < 0)
                 ka_wrap(e, "storage %zu (%s)", i + 1, storages[i]->driver);
-            if (rc == 0 && !waits[p->n])
+            if (rc == 0 && !n->wait)
                 continue; /* a storage that needs nothing */
         } else {
             const Grpc__Device *d = devices[i - n_storages];
             n->dev = d;
-            rc = device_target(env, d, &keys[p->n].kind, keys[p->n].key, sizeof(keys[p->n].key), n->path,
-                               sizeof(n->path), &waits[p->n], e);
+            rc = device_target(env, d, &n->kind, n->key, sizeof(n->key), n->path, sizeof(n->path), &n->wait,
+                               e);
             if (rc < 0)
                 ka_wrap(e, "device %zu (%s %s)", i - n_storages + 1, d->type, d->id[0] ? d->id : d->vm_path);
         }
         p->n++;
     }
     for (size_t i = 0; rc == 0 && i < p->n; i++) {
-        if (!waits[i])
+        struct need *n = &p->needs[i];
+        if (!n->wait)
             continue;
-        if (keys[i].kind == DEV_SCSI)
-            scsi_scan(env->sysfs_root, keys[i].key);
-        p->needs[i].w =
-            dev_wait_start(env->mon, keys[i].kind, keys[i].key, env->timeout_ms, need_done, &p->needs[i], e);
-        if (!p->needs[i].w)
+        if (n->kind == DEV_SCSI)
+            scsi_scan(env->sysfs_root, n->key);
+        n->w = dev_wait_start(env->mon, n->kind, n->key, env->timeout_ms, need_done, n, e);
+        if (!n->w)
             rc = -1;
         else
             p->pending++;
     }
-    free(keys);
-    free(waits);
     if (rc < 0) {
         prep_free(p);
         return -1;

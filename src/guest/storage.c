@@ -662,16 +662,26 @@ static int apply_bind_attrs(int fd, const struct mount_opts *o, ka_err *e)
 
 /* ---- handlers ---- */
 
-static int handle_ephemeral_mount(struct storage_set *s, struct storage_mount *m, const Grpc__Storage *st,
-                                  const struct mount_opts *o, ka_err *e)
+/* Every storage that mounts something: mount(source, the mount point, fstype, o's flags and data), then
+ * group and mode, the fs_group and the propagation on the fresh mount. */
+static int mount_target(struct storage_set *s, struct storage_mount *m, const Grpc__Storage *st,
+                        const char *source, const char *fstype, const struct mount_opts *o, ka_err *e)
 {
     cleanup_target struct target t = {-1, -1, NULL};
     char p[FD_PATH_MAX];
     if (target_open(s, m->rel, m, TARGET_DIR, &t, e) < 0)
         return -1;
+    struct statx sx;
+    if (strcmp(source, "kataShared") == 0 && statx(t.fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &sx) == 0 &&
+        (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
+        /* the host share is already there (mounted by the guest image or an earlier agent): use it, as
+         * upstream does, and leave it mounted on release */
+        log_info(SUB, "%s is already mounted: using it", m->mount_point);
+        return 0;
+    }
     fd_path(p, t.fd);
-    if (mount(*st->source ? st->source : "tmpfs", p, "tmpfs", o->flags, o->data) < 0)
-        return ka_fail_errno(e, errno, "mount tmpfs (%s)", o->data);
+    if (mount(source, p, fstype, o->flags, o->data) < 0)
+        return ka_fail_errno(e, errno, "mount %s (%s) %s", source, fstype, o->data);
     m->mounted = true;
     if (target_reopen(s, &t, m->rel, e) < 0 || apply_group_mode(t.fd, o, e) < 0 ||
         apply_fs_group(t.fd, st->fs_group, o->flags & MS_RDONLY, e) < 0)
@@ -738,24 +748,14 @@ static int huge_params(const char *data, unsigned long *pagesize, unsigned long 
 static int handle_hugetlbfs(struct storage_set *s, struct storage_mount *m, const Grpc__Storage *st,
                             const struct mount_opts *o, ka_err *e)
 {
-    cleanup_target struct target t = {-1, -1, NULL};
     unsigned long pagesize, size;
-    char p[FD_PATH_MAX];
     if (huge_params(o->data, &pagesize, &size, e) < 0)
         return -1;
     if (hugepages_adjust(s, pagesize / 1024, (long)(size / pagesize), e) < 0)
         return -1;
     m->huge_pages = size / pagesize;
     m->huge_kb = pagesize / 1024;
-    if (target_open(s, m->rel, m, TARGET_DIR, &t, e) < 0)
-        return -1;
-    fd_path(p, t.fd);
-    if (mount(*st->source ? st->source : "nodev", p, "hugetlbfs", o->flags, o->data) < 0)
-        return ka_fail_errno(e, errno, "mount hugetlbfs (%s)", o->data);
-    m->mounted = true;
-    if (target_reopen(s, &t, m->rel, e) < 0 || apply_group_mode(t.fd, o, e) < 0)
-        return -1;
-    return apply_propagation(t.fd, o->propagation, e);
+    return mount_target(s, m, st, *st->source ? st->source : "nodev", "hugetlbfs", o, e);
 }
 
 /* tmpfs with its options (upstream drops them); fsgid=N applied after mounting. */
@@ -778,7 +778,7 @@ static int handle_ephemeral(struct storage_set *s, struct storage_mount *m, cons
     if (o.flags & (MS_BIND | MS_REMOUNT))
         return ka_fail(e, KA_INVALID_ARGUMENT,
                        "bind/rbind/remount options are not valid for ephemeral storage");
-    return handle_ephemeral_mount(s, m, st, &o, e);
+    return mount_target(s, m, st, *st->source ? st->source : "tmpfs", "tmpfs", &o, e);
 }
 
 /* A directory, no mount: mode=OOOO and fsgid=N. */
@@ -850,9 +850,7 @@ static int handle_bind(struct storage_set *s, struct storage_mount *m, const Grp
 static int mount_generic(struct storage_set *s, struct storage_mount *m, const Grpc__Storage *st,
                          const char *source, ka_err *e)
 {
-    cleanup_target struct target t = {-1, -1, NULL};
     struct mount_opts o;
-    char p[FD_PATH_MAX];
     if (!st->fstype[0])
         return ka_fail(e, KA_INVALID_ARGUMENT, "%s storage needs an fstype", st->driver);
     if (parse_options(st, false, &o, e) < 0)
@@ -860,24 +858,7 @@ static int mount_generic(struct storage_set *s, struct storage_mount *m, const G
     if (o.flags & (MS_BIND | MS_REMOUNT))
         return ka_fail(e, KA_INVALID_ARGUMENT, "bind/rbind/remount options are not valid for %s storage",
                        st->driver);
-    if (target_open(s, m->rel, m, TARGET_DIR, &t, e) < 0)
-        return -1;
-    struct statx sx;
-    if (strcmp(source, "kataShared") == 0 && statx(t.fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &sx) == 0 &&
-        (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
-        /* the host share is already there (mounted by the guest image or an earlier agent): use it, as
-         * upstream does, and leave it mounted on release */
-        log_info(SUB, "%s is already mounted: using it", m->mount_point);
-        return 0;
-    }
-    fd_path(p, t.fd);
-    if (mount(source, p, st->fstype, o.flags, o.data) < 0)
-        return ka_fail_errno(e, errno, "mount %s (%s) %s", source, st->fstype, o.data);
-    m->mounted = true;
-    if (target_reopen(s, &t, m->rel, e) < 0 || apply_group_mode(t.fd, &o, e) < 0 ||
-        apply_fs_group(t.fd, st->fs_group, o.flags & MS_RDONLY, e) < 0)
-        return -1;
-    return apply_propagation(t.fd, o.propagation, e);
+    return mount_target(s, m, st, source, st->fstype, &o, e);
 }
 
 /* virtio-fs, 9p, overlayfs: the source is a tag or what the filesystem makes of it. */
@@ -946,7 +927,7 @@ static int watchable_tmpfs(struct storage_set *s, const char *dir, struct storag
     memset(&o, 0, sizeof(o));
     o.flags = MS_NOSUID | MS_NODEV;
     snprintf(o.data, sizeof(o.data), "mode=755");
-    if (handle_ephemeral_mount(s, u, &st, &o, e) < 0) {
+    if (mount_target(s, u, &st, "tmpfs", "tmpfs", &o, e) < 0) {
         struct errs acc = {NULL, 0};
         mount_teardown(s, u, &acc);
         mount_free(u);

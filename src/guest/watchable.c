@@ -44,6 +44,19 @@ struct sync {
     unsigned removed;
 };
 
+/* A DIR reading directory fd through a duplicate (fd stays the caller's); NULL with errno set. */
+static DIR *dir_of(int fd)
+{
+    int d = dup(fd);
+    DIR *dir = d >= 0 ? fdopendir(d) : NULL;
+    if (!dir && d >= 0) {
+        int err = errno;
+        close(d);
+        errno = err;
+    }
+    return dir;
+}
+
 static void scan_free(struct scan *sc)
 {
     for (size_t i = 0; i < sc->n; i++) {
@@ -117,14 +130,9 @@ static int scan_one(struct scan *sc, int dfd, const char *rel, const char *name,
 
 static int scan_dir(struct scan *sc, int dfd, const char *rel, ka_err *e)
 {
-    int fd = dup(dfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
+    cleanup_closedir DIR *dir = dir_of(dfd);
+    if (!dir)
         return ka_fail_errno(e, errno, "read directory %s", *rel ? rel : ".");
-    }
-    cleanup_closedir DIR *dir = d;
     struct dirent *de;
     errno = 0;
     while (!sc->too_big && (de = readdir(dir))) {
@@ -155,14 +163,9 @@ static int remove_at(struct sync *y, int dfd, const char *name, const struct sta
 /* Everything inside directory fd (on device dev). */
 static int remove_contents(struct sync *y, int fd, dev_t dev, int depth, ka_err *e)
 {
-    int fd2 = dup(fd);
-    DIR *d = fd2 >= 0 ? fdopendir(fd2) : NULL;
-    if (!d) {
-        if (fd2 >= 0)
-            close(fd2);
+    cleanup_closedir DIR *dir = dir_of(fd);
+    if (!dir)
         return ka_fail_errno(e, errno, "read directory");
-    }
-    cleanup_closedir DIR *dir = d;
     struct dirent *de;
     struct stat st;
     while ((de = readdir(dir))) {
@@ -207,14 +210,9 @@ static int remove_at(struct sync *y, int dfd, const char *name, const struct sta
 /* Remove what the source does not have (or has as another type) from directory fd, which is rel. */
 static int prune_dir(struct sync *y, int fd, const char *rel, dev_t dev, ka_err *e)
 {
-    int fd2 = dup(fd);
-    DIR *d = fd2 >= 0 ? fdopendir(fd2) : NULL;
-    if (!d) {
-        if (fd2 >= 0)
-            close(fd2);
+    cleanup_closedir DIR *dir = dir_of(fd);
+    if (!dir)
         return ka_fail_errno(e, errno, "read directory %s", *rel ? rel : ".");
-    }
-    cleanup_closedir DIR *dir = d;
     struct dirent *de;
     struct stat st;
     while ((de = readdir(dir))) {

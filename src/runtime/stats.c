@@ -1259,9 +1259,15 @@ static unsigned long remount_flags_for(int fd, const struct remount_opts *o)
     return MS_REMOUNT | ((cur | o->set) & ~o->cleared);
 }
 
-/* Check one storage; on success *fd is its mount point. */
-static int ephemeral_check(struct sandbox *sb, const Grpc__Storage *st, struct remount_opts *o, int *fd,
-                           ka_err *e)
+/* The storages of one request, checked: each mount point, normalized and opened. */
+struct eph_target {
+    int fd;
+    char *mp;
+};
+
+/* Check one storage; on success t holds its mount point. */
+static int ephemeral_check(struct sandbox *sb, const Grpc__Storage *st, struct remount_opts *o,
+                           struct eph_target *t, ka_err *e)
 {
     char mp[PATH_MAX];
     if (strcmp(st->driver, "ephemeral") != 0)
@@ -1276,8 +1282,10 @@ static int ephemeral_check(struct sandbox *sb, const Grpc__Storage *st, struct r
         return -1;
     if (!sandbox_has_storage(sb, mp))
         return ka_fail(e, KA_NOT_FOUND, "%s is not the mount point of a storage of this sandbox", mp);
-    *fd = open_tmpfs_root(sb->storages.base, mp, e);
-    return *fd < 0 ? -1 : 0;
+    if (!(t->mp = strdup(mp)))
+        return ka_fail_errno(e, ENOMEM, "storages");
+    t->fd = open_tmpfs_root(sb->storages.base, mp, e);
+    return t->fd < 0 ? -1 : 0;
 }
 
 static int remount_one(const Grpc__Storage *st, size_t idx, int fd, ka_err *e)
@@ -1300,31 +1308,32 @@ int mounts_update_ephemeral(struct sandbox *sb, Grpc__Storage *const *storages, 
                        EPHEMERAL_MAX_STORAGES);
     if (!sb->storages.base)
         return ka_fail(e, KA_FAILED_PRECONDITION, "the sandbox has no storages");
-    int *fds = malloc((n ? n : 1) * sizeof(*fds));
-    if (!fds)
+    struct eph_target *t = calloc(n ? n : 1, sizeof(*t));
+    if (!t)
         return ka_fail_errno(e, ENOMEM, "storages");
     int rc = 0;
     size_t opened = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) { /* every storage is checked before the first remount */
         struct remount_opts o;
-        fds[i] = -1;
-        if (ephemeral_check(sb, storages[i], &o, &fds[i], e) < 0)
+        t[i].fd = -1;
+        if (ephemeral_check(sb, storages[i], &o, &t[i], e) < 0)
             rc = ka_wrap(e, "storage %zu (%s)", i + 1, storages[i]->mount_point);
         opened = i + 1;
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        char mp[PATH_MAX];
         if (!storages[i]->n_options) /* none: nothing to change (upstream) */
             continue;
-        rc = remount_one(storages[i], i, fds[i], e);
-        if (rc == 0 && fs_normalize_path("mount point", storages[i]->mount_point, mp, e) == 0 &&
-            storage_set_options(&sb->storages, mp, storages[i]->options, storages[i]->n_options, e) < 0)
-            log_warn(SUB, "%s: options not recorded: %s", mp, e->msg); /* the remount itself succeeded */
+        rc = remount_one(storages[i], i, t[i].fd, e);
+        if (rc == 0 &&
+            storage_set_options(&sb->storages, t[i].mp, storages[i]->options, storages[i]->n_options, e) < 0)
+            log_warn(SUB, "%s: options not recorded: %s", t[i].mp, e->msg); /* the remount itself succeeded */
     }
-    for (size_t i = 0; i < opened; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-    free(fds);
+    for (size_t i = 0; i < opened; i++) {
+        if (t[i].fd >= 0)
+            close(t[i].fd);
+        free(t[i].mp);
+    }
+    free(t);
     return rc < 0 ? ka_wrap(e, "Failed to update mounts") : 0;
 }
 
